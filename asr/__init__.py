@@ -1,0 +1,1 @@
+"""Speech to text: audio input, Whisper backends, transcripts."""

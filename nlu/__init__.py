@@ -1,0 +1,1 @@
+"""Understanding and answering: the LLM, intents and slots, replies."""

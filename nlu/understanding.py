@@ -1,0 +1,70 @@
+"""Turn understanding: which catalogue intent the caller means, and how sure we are.
+
+The LLM decides by scoring each candidate intent name as a continuation of a
+few-shot prompt, so the answer is always a catalogue entry, never free text.
+The few-shot examples are the catalogue examples nearest the turn (MiniLM),
+and their intents, plus out_of_scope, are the candidates: a small model
+copies well from close examples, and choosing among a handful of names takes one
+forward pass (``choose``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from nlu.domain import DomainPack
+from nlu.embeddings import SentenceEmbedder
+from nlu.llm.engine import LLMEngine, choose
+
+
+@dataclass(frozen=True)
+class Understanding:
+    intent: str
+    confidence: float
+    candidates: dict[str, float]  # intent -> probability among the candidates
+
+
+class IntentRecognizer:
+    def __init__(self, llm: LLMEngine, embedder: SentenceEmbedder, domain: DomainPack,
+                 examples_per_turn: int = 6) -> None:
+        self.llm = llm
+        self.domain = domain
+        self.k = examples_per_turn
+        self._embedder = embedder
+        self._examples = [(ex, intent.name) for intent in domain.intents.values()
+                          for ex in intent.examples]
+        self._vectors = embedder.embed([ex for ex, _ in self._examples])
+
+    def nearest_examples(self, text: str) -> list[tuple[str, str, float]]:
+        query = self._embedder.embed([text])[0]
+        sims = self._vectors @ query
+        order = np.argsort(-sims)[: self.k]
+        return [(self._examples[i][0], self._examples[i][1], float(sims[i])) for i in order]
+
+    def prompt(self, text: str, shots: list[tuple[str, str, float]], context: str = "") -> str:
+        lines = [self.domain.prompt("intent_instruction")]
+        names = sorted({intent for _, intent, _ in shots} | {"out_of_scope"})
+        lines.append("Intents: " + ", ".join(names) + "\n")
+        # Nearest example last: closest to the question, most weight for a small model.
+        for example, intent, _ in reversed(shots):
+            lines.append(f"Caller: {example}\nIntent: {intent}\n")
+        if context:
+            lines.append(f"(The agent had just said: {context})")
+        lines.append(f"Caller: {text.strip()}\nIntent:")
+        return "\n".join(lines)
+
+    def understand(self, text: str, context: str = "") -> Understanding:
+        if not text.strip():
+            return Understanding("out_of_scope", 1.0, {"out_of_scope": 1.0})
+        shots = self.nearest_examples(text)
+        candidates = list(dict.fromkeys([intent for _, intent, _ in shots] + ["out_of_scope"]))
+        scores = choose(self.llm, self.prompt(text, shots, context), [" " + c for c in candidates])
+        top = max(scores)
+        weights = [math.exp(s - top) for s in scores]
+        total = sum(weights)
+        probs = {c: w / total for c, w in zip(candidates, weights, strict=True)}
+        best = max(probs, key=probs.__getitem__)
+        return Understanding(best, probs[best], probs)

@@ -1,0 +1,1 @@
+"""The call: audio in and out, voice activity, turn taking, speech synthesis."""

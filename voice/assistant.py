@@ -1,0 +1,109 @@
+"""The assistant's models, loaded once and shared by every call in the process."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from asr.audio import resample
+from asr.transcriber import Transcriber, create_transcriber
+from nlu.domain import DomainPack, load_domain
+from nlu.embeddings import SentenceEmbedder
+from nlu.llm.engine import GenerationOptions, LLMEngine, Message, create_engine
+from nlu.responder import Responder
+from nlu.understanding import IntentRecognizer, Understanding
+from voice.tts import Synthesizer, create_synthesizer
+from voicedesk.config import Config
+from voicedesk.models.prepare import ModelStore
+
+
+@dataclass
+class SpokenReply:
+    """A reply as the caller hears it, with when each part became ready."""
+
+    text: str = ""
+    audio: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
+    sample_rate: int = 16_000
+    latency_ms: dict[str, float] = field(default_factory=dict)
+
+
+def _ms(start: float) -> float:
+    return round((time.perf_counter() - start) * 1000, 1)
+
+
+@dataclass
+class Assistant:
+    config: Config
+    transcriber: Transcriber
+    llm: LLMEngine
+    recognizer: IntentRecognizer
+    responder: Responder
+    synthesizer: Synthesizer
+    domain: DomainPack
+
+    @classmethod
+    def load(cls, config: Config) -> Assistant:
+        models = ModelStore(config.models_dir)
+        domain = load_domain(config.nlu.domain)
+        llm = create_engine(config.llm, models)
+        embedder = SentenceEmbedder(models.embeddings(config.nlu.embeddings))
+        options = GenerationOptions(max_new_tokens=config.llm.max_new_tokens,
+                                    temperature=config.llm.temperature)
+        return cls(
+            config=config,
+            transcriber=create_transcriber(config.asr, models),
+            llm=llm,
+            recognizer=IntentRecognizer(llm, embedder, domain, config.nlu.examples_per_turn),
+            responder=Responder(llm, domain, options),
+            synthesizer=create_synthesizer(config.tts, models),
+            domain=domain,
+        )
+
+    def describe(self) -> dict[str, str]:
+        return {
+            "asr": f"{self.config.asr.backend}:{self.config.asr.model}",
+            "llm": f"{self.llm.name}:{self.config.llm.model}",
+            "tts": f"{self.synthesizer.name}:{self.config.tts.voice}",
+            "embeddings": self.config.nlu.embeddings,
+            "domain": self.domain.name,
+        }
+
+    def speak(self, sentences: Iterator[str] | Sequence[str], rate: int) -> SpokenReply:
+        """Synthesise sentences as they arrive; record when text and audio were first ready."""
+        started = time.perf_counter()
+        reply = SpokenReply(sample_rate=rate)
+        texts, chunks = [], []
+        for sentence in sentences:
+            if not texts:
+                reply.latency_ms["first_sentence_ms"] = _ms(started)
+            texts.append(sentence)
+            for chunk in self.synthesizer.synthesize(sentence):
+                if not chunks:
+                    reply.latency_ms["tts_first_audio_ms"] = round(
+                        _ms(started) - reply.latency_ms["first_sentence_ms"], 1)
+                chunks.append(resample(chunk, self.synthesizer.sample_rate, rate))
+        reply.latency_ms["reply_total_ms"] = _ms(started)
+        reply.text = " ".join(texts)
+        if chunks:
+            reply.audio = np.concatenate(chunks)
+        return reply
+
+    def understand(self, text: str, history: Sequence[Message]) -> Understanding:
+        last_agent = next((m["content"] for m in reversed(history) if m["role"] == "assistant"), "")
+        return self.recognizer.understand(text, context=last_agent)
+
+    def reply(self, understanding: Understanding, text: str, history: Sequence[Message],
+              rate: int) -> SpokenReply:
+        recent = list(history)[-2 * self.config.nlu.history_turns:]
+        reply = self.speak(self.responder.sentences(understanding.intent, text, recent), rate)
+        if not reply.text:
+            # The LLM produced nothing speakable: fall back to the catalogue's reply so the
+            # caller is never left in silence.
+            fallback = self.domain.intents[understanding.intent].reply
+            timings = reply.latency_ms
+            reply = self.speak([fallback], rate)
+            reply.latency_ms = {**reply.latency_ms, "llm_empty_ms": timings["reply_total_ms"]}
+        return reply

@@ -1,0 +1,133 @@
+"""Voice activity and endpointing: where the caller's turns begin and end.
+
+webrtcvad classifies each 10/20/30 ms frame; the ``Endpointer`` turns that
+frame stream into turns with hysteresis, so a cough is not a turn and a short
+breath is not its end. The same state machine serves a live call (frames as
+they arrive) and a recording (``split_turns``).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from asr.audio import Audio, to_int16
+from voicedesk.config import VadConfig
+from voicedesk.errors import ConfigError
+
+
+class VoiceActivityDetector(Protocol):
+    frame_ms: int
+
+    def is_speech(self, frame: np.ndarray, sample_rate: int) -> bool: ...
+
+
+class WebRtcVad:
+    """Google's WebRTC GMM detector: tiny, fast, and the design card's choice."""
+
+    def __init__(self, aggressiveness: int = 2, frame_ms: int = 30) -> None:
+        import webrtcvad
+
+        if frame_ms not in (10, 20, 30):
+            raise ConfigError(f"vad.frame_ms = {frame_ms}; webrtcvad accepts 10, 20 or 30")
+        if not 0 <= aggressiveness <= 3:
+            raise ConfigError(f"vad.aggressiveness = {aggressiveness}; expected 0-3")
+        self._vad = webrtcvad.Vad(aggressiveness)
+        self.frame_ms = frame_ms
+
+    def is_speech(self, frame: np.ndarray, sample_rate: int) -> bool:
+        return bool(self._vad.is_speech(to_int16(frame).tobytes(), sample_rate))
+
+
+def create_vad(config: VadConfig) -> VoiceActivityDetector:
+    if config.backend == "webrtcvad":
+        return WebRtcVad(config.aggressiveness, config.frame_ms)
+    raise ConfigError(f"unknown vad.backend {config.backend!r}; available: webrtcvad")
+
+
+@dataclass(frozen=True)
+class SpeechSpan:
+    """One caller turn: speech from ``start`` to ``end``; the endpoint fired at ``endpoint``."""
+
+    start: float
+    end: float
+    endpoint: float
+
+    @property
+    def endpoint_delay(self) -> float:
+        return self.endpoint - self.end
+
+
+class Endpointer:
+    """Frame-by-frame turn detection with start and end hysteresis."""
+
+    def __init__(self, config: VadConfig, frame_ms: int) -> None:
+        self.frame_s = frame_ms / 1000
+        self.start_frames = max(1, round(config.min_speech_ms / frame_ms))
+        self.end_frames = max(1, round(config.end_silence_ms / frame_ms))
+        self.padding = config.padding_ms / 1000
+        self._recent: deque[bool] = deque(maxlen=self.start_frames)
+        self._in_speech = False
+        self._start = 0.0
+        self._last_voiced = 0.0
+        self._silent_run = 0
+
+    @property
+    def in_speech(self) -> bool:
+        return self._in_speech
+
+    def push(self, voiced: bool, t: float) -> SpeechSpan | None:
+        """Feed the frame that starts at ``t``; return a turn when its endpoint fires."""
+        self._recent.append(voiced)
+        if not self._in_speech:
+            # Start when most of the last min_speech_ms is voiced: one loud click is not a turn.
+            if len(self._recent) == self._recent.maxlen and sum(self._recent) >= 0.8 * len(
+                self._recent
+            ):
+                self._in_speech = True
+                first = len(self._recent) - 1 - list(self._recent).index(True)
+                self._start = t - first * self.frame_s
+                self._last_voiced = t + self.frame_s
+                self._silent_run = 0
+            return None
+        if voiced:
+            self._last_voiced = t + self.frame_s
+            self._silent_run = 0
+            return None
+        self._silent_run += 1
+        if self._silent_run >= self.end_frames:
+            return self._close(t + self.frame_s)
+        return None
+
+    def flush(self, t: float) -> SpeechSpan | None:
+        """The audio ended: close a turn still open."""
+        return self._close(t) if self._in_speech else None
+
+    def _close(self, endpoint: float) -> SpeechSpan:
+        self._in_speech = False
+        self._recent.clear()
+        self._silent_run = 0
+        return SpeechSpan(max(0.0, self._start - self.padding), self._last_voiced + self.padding,
+                          endpoint)
+
+
+def split_turns(audio: Audio, config: VadConfig,
+                vad: VoiceActivityDetector | None = None) -> list[SpeechSpan]:
+    """The caller's turns in a recording, in order."""
+    vad = vad or create_vad(config)
+    frame = int(audio.sample_rate * vad.frame_ms / 1000)
+    endpointer = Endpointer(config, vad.frame_ms)
+    spans: list[SpeechSpan] = []
+    n_frames = len(audio.samples) // frame
+    for i in range(n_frames):
+        chunk = audio.samples[i * frame:(i + 1) * frame]
+        span = endpointer.push(vad.is_speech(chunk, audio.sample_rate), i * frame / audio.sample_rate)
+        if span is not None:
+            spans.append(span)
+    last = endpointer.flush(n_frames * frame / audio.sample_rate)
+    if last is not None:
+        spans.append(last)
+    return [SpeechSpan(s.start, min(s.end, audio.duration), s.endpoint) for s in spans]

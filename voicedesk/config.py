@@ -1,0 +1,217 @@
+"""One typed configuration tree.
+
+Sources, later ones winning: the defaults below, a ``voicedesk.toml`` file,
+then environment variables ``VOICEDESK_<SECTION>_<KEY>`` (for example
+``VOICEDESK_ASR_MODEL=base``). ``VOICEDESK_HOME`` moves models, the default
+SQLite store and audio; ``VOICEDESK_DATABASE_URL`` (any SQLAlchemy URL)
+replaces the store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from voicedesk.errors import ConfigError
+
+ENV_PREFIX = "VOICEDESK_"
+
+
+@dataclass
+class AsrConfig:
+    backend: str = "faster-whisper"
+    model: str = "tiny.en"
+    language: str = "en"
+    compute_type: str = "int8"
+    beam_size: int = 1
+    threads: int = 0  # 0: all cores
+
+
+@dataclass
+class LlmConfig:
+    engine: str = "ctranslate2"
+    model: str = "smollm2-135m-instruct"
+    compute_type: str = "int8"
+    max_new_tokens: int = 64
+    temperature: float = 0.0
+    threads: int = 0
+
+
+@dataclass
+class TtsConfig:
+    backend: str = "piper"
+    voice: str = "en_US-joe-medium"
+    length_scale: float = 1.0
+
+
+@dataclass
+class VadConfig:
+    backend: str = "webrtcvad"
+    aggressiveness: int = 2  # webrtcvad mode, 0 (lenient) to 3 (strict)
+    frame_ms: int = 30
+    min_speech_ms: int = 250  # shorter bursts are noise, not a turn
+    end_silence_ms: int = 700  # silence that ends a turn
+    padding_ms: int = 150  # audio kept either side of the speech
+
+
+@dataclass
+class NluConfig:
+    domain: str = "telecom"  # a folder under nlu/domain, or a path to one
+    embeddings: str = "all-minilm-l6-v2"
+    examples_per_turn: int = 6  # retrieved few-shot examples shown to the LLM
+    history_turns: int = 3
+
+
+@dataclass
+class DatabaseConfig:
+    url: str = ""  # empty: a SQLite file in VOICEDESK_HOME
+
+
+@dataclass
+class Config:
+    home: Path = field(default_factory=lambda: Path(platformdirs.user_cache_dir("voicedesk")))
+    asr: AsrConfig = field(default_factory=AsrConfig)
+    llm: LlmConfig = field(default_factory=LlmConfig)
+    tts: TtsConfig = field(default_factory=TtsConfig)
+    vad: VadConfig = field(default_factory=VadConfig)
+    nlu: NluConfig = field(default_factory=NluConfig)
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    source: str = "defaults"  # where the file part came from, for `config show`
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def audio_dir(self) -> Path:
+        return self.home / "audio"
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite:///{self.home / 'voicedesk.db'}"
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"home": str(self.home)}
+        for name in _sections():
+            out[name] = dataclasses.asdict(getattr(self, name))
+        out["database"]["url"] = self.database_url
+        return out
+
+
+def _sections() -> list[str]:
+    hints = typing.get_type_hints(Config)
+    return [f.name for f in dataclasses.fields(Config) if dataclasses.is_dataclass(hints[f.name])]
+
+
+def _coerce(value: str | Any, kind: Any, where: str) -> Any:
+    """Turn a TOML or environment value into the field's type, or say why not."""
+    if isinstance(kind, types.UnionType):
+        kind = next(k for k in typing.get_args(kind) if k is not type(None))
+    try:
+        if kind is bool:
+            if isinstance(value, bool):
+                return value
+            lowered = str(value).strip().lower()
+            if lowered in {"1", "true", "yes", "on"}:
+                return True
+            if lowered in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(value)
+        if kind is int:
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return int(value)
+        if kind is float:
+            return float(value)
+        if kind is Path:
+            return Path(str(value)).expanduser()
+        return str(value)
+    except ValueError:
+        name = getattr(kind, "__name__", str(kind))
+        raise ConfigError(f"{where} = {value!r} is not a valid {name}") from None
+
+
+def _apply(section_obj: Any, section: str, values: dict[str, Any], origin: str) -> None:
+    hints = typing.get_type_hints(type(section_obj))
+    for key, value in values.items():
+        if key not in hints:
+            known = ", ".join(sorted(hints))
+            raise ConfigError(f"{origin}: unknown setting [{section}] {key}; known keys: {known}")
+        setattr(section_obj, key, _coerce(value, hints[key], f"{origin}: [{section}] {key}"))
+
+
+def find_config_file(explicit: Path | None, environ: dict[str, str]) -> Path | None:
+    """The file to read: --config, then VOICEDESK_CONFIG, then ./voicedesk.toml."""
+    if explicit is not None:
+        if not explicit.is_file():
+            raise ConfigError(f"config file {explicit} does not exist")
+        return explicit
+    env = environ.get(ENV_PREFIX + "CONFIG")
+    if env:
+        path = Path(env).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"VOICEDESK_CONFIG={env} does not exist")
+        return path
+    local = Path("voicedesk.toml")
+    return local if local.is_file() else None
+
+
+def load_config(path: Path | None = None, environ: dict[str, str] | None = None) -> Config:
+    """Build the effective configuration from defaults, file and environment."""
+    env = dict(os.environ if environ is None else environ)
+    config = Config()
+    sections = _sections()
+    file = find_config_file(path, env)
+    if file is not None:
+        try:
+            data = tomllib.loads(file.read_text())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {file} is not valid TOML: {exc}") from None
+        config.source = str(file)
+        for key, value in data.items():
+            if key == "home":
+                config.home = _coerce(value, Path, f"{file}: home")
+            elif key in sections and isinstance(value, dict):
+                _apply(getattr(config, key), key, value, str(file))
+            else:
+                raise ConfigError(
+                    f"{file}: unknown section [{key}]; known: home, {', '.join(sections)}"
+                )
+    if env.get(ENV_PREFIX + "HOME"):
+        config.home = Path(env[ENV_PREFIX + "HOME"]).expanduser()
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or name in {ENV_PREFIX + "HOME", ENV_PREFIX + "CONFIG"}:
+            continue
+        rest = name[len(ENV_PREFIX):].lower()
+        section = next((s for s in sections if rest.startswith(s + "_")), None)
+        if section is None:
+            continue  # not ours to judge: other tools may share the prefix
+        key = rest[len(section) + 1:]
+        _apply(getattr(config, section), section, {key: value}, f"environment {name}")
+    return config
+
+
+def render_toml(config: Config) -> str:
+    """The effective configuration as TOML, for `voicedesk config show`."""
+    data = config.to_dict()
+    lines = [f"# effective configuration (file: {config.source}; env: VOICEDESK_*)"]
+    lines.append(f'home = "{data.pop("home")}"')
+    for section, values in data.items():
+        lines.append(f"\n[{section}]")
+        for key, value in values.items():
+            if isinstance(value, bool):
+                rendered = "true" if value else "false"
+            elif isinstance(value, int | float):
+                rendered = str(value)
+            else:
+                rendered = '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+            lines.append(f"{key} = {rendered}")
+    return "\n".join(lines) + "\n"
