@@ -53,10 +53,14 @@ def cmd_call(config: Config, args: argparse.Namespace) -> int:
     from voice.assistant import Assistant
     from asr.audio import load_audio
     from voice.file_call import prepare_out_dir, run_file_call
+    from voice.vad import split_turns
 
     audio = Path(args.audio)
     # Check the cheap things before loading any model: a typo should fail in a second.
-    load_audio(audio, channel=args.channel)
+    caller = load_audio(audio, channel=args.channel)
+    if not split_turns(caller, config.vad):
+        raise VoicedeskError(f"no speech found in {audio} ({caller.duration:.1f} s of audio is "
+                             f"silence or noise)")
     prepare_out_dir(Path(args.out) if args.out else None)
     _progress("loading models (first run prepares them once; see `voicedesk models list`)")
     started = time.perf_counter()

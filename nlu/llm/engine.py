@@ -57,8 +57,9 @@ def choose(engine: LLMEngine, prompt: str, options: Sequence[str]) -> list[float
 
     The first token of each option is scored from a single distribution;
     options that share a first token are told apart by scoring them whole.
-    The result ranks options exactly as greedy decoding restricted to the set
-    would choose among them at the first token where they differ.
+    This is greedy decoding restricted to the set: the option whose first token
+    is likeliest wins, and unlike summed whole-option scores it does not favour
+    options that happen to be fewer tokens long.
     """
     firsts = [engine.encode(option)[0] for option in options]
     logprobs = engine.next_token_logprobs(prompt)

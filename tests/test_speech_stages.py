@@ -1,0 +1,62 @@
+"""Each speech stage on real audio: Whisper, the endpointer, Piper, and a round trip."""
+
+from pathlib import Path
+
+import numpy as np
+
+from asr.audio import load_audio, resample
+from tests.conftest import EXAMPLES, JFK, wer, words
+from voice.vad import split_turns
+from voicedesk.config import VadConfig
+
+
+def test_whisper_transcribes_the_jfk_excerpt(assistant) -> None:
+    text = assistant.transcriber.transcribe(load_audio(JFK).samples).text
+    assert "ask not what your country can do for you" in " ".join(words(text))
+
+
+def test_whisper_invents_nothing_on_silence(assistant) -> None:
+    assert assistant.transcriber.transcribe(np.zeros(48_000, dtype=np.float32)).text == ""
+
+
+def test_word_times_lie_inside_the_audio(assistant) -> None:
+    audio = load_audio(JFK)
+    transcript = assistant.transcriber.transcribe(audio.samples)
+    assert transcript.words
+    assert all(0 <= w.start <= w.end <= audio.duration + 0.1 for w in transcript.words)
+    assert 0.5 < transcript.confidence <= 1.0
+
+
+def test_endpointer_finds_each_turn_of_an_example_call() -> None:
+    audio = load_audio(EXAMPLES / "outage_report.flac")
+    expected = len((EXAMPLES / "outage_report.txt").read_text().strip().splitlines())
+    spans = split_turns(audio, VadConfig())
+    assert len(spans) == expected
+    assert all(s.start < s.end <= s.endpoint for s in spans)
+
+
+def test_endpointer_ignores_silence_and_a_short_click() -> None:
+    silent = np.zeros(16_000 * 3, dtype=np.float32)
+    clicked = silent.copy()
+    clicked[16_000:16_000 + 80] = 0.8
+    from asr.audio import Audio
+
+    assert split_turns(Audio(silent, 16_000), VadConfig()) == []
+    assert split_turns(Audio(clicked, 16_000), VadConfig()) == []
+
+
+def test_speech_synthesised_by_piper_transcribes_back_to_its_text(assistant) -> None:
+    text = "Your internet should be back within two hours. Is there anything else I can do?"
+    tts = assistant.synthesizer
+    audio = np.concatenate(list(tts.synthesize(text)))
+    assert len(audio) / tts.sample_rate > 2.0
+    heard = assistant.transcriber.transcribe(resample(audio, tts.sample_rate, 16_000)).text
+    assert wer(text, heard) < 0.15, heard
+
+
+def test_examples_have_a_reference_for_every_recording() -> None:
+    recordings = sorted(p.stem for p in EXAMPLES.glob("*.flac"))
+    assert len(recordings) >= 3
+    for name in recordings:
+        assert (EXAMPLES / f"{name}.txt").read_text().strip(), name
+        assert Path(EXAMPLES / f"{name}.flac").stat().st_size > 10_000
