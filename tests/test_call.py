@@ -84,8 +84,9 @@ def test_call_and_every_turn_are_in_the_store_with_audio(finished_call) -> None:
     calls = rows(home, "calls")
     assert [c[0] for c in calls] == [record["call_id"]]
     with sqlite3.connect(home / "voicedesk.db") as conn:
-        turns = conn.execute("select transcript, intent, reply, caller_audio_sha256, "
-                             "reply_audio_sha256, latency_ms from turns order by \"index\"").fetchall()
+        turns = conn.execute(
+            "select transcript, intent, reply, caller_audio_sha256, reply_audio_sha256, "
+            "latency_ms from turns order by \"index\"").fetchall()
     assert [t[0] for t in turns] == [t["caller"]["text"] for t in record["turns"]]
     for transcript, intent, reply, caller_sha, reply_sha, latency in turns:
         assert transcript and intent and reply

@@ -26,7 +26,7 @@ def transformers_engine(models_dir):
 
 
 def test_catalogue_holds_every_required_intent() -> None:
-    assert REQUIRED_INTENTS <= set(load_domain("telecom").intents)
+    assert set(load_domain("telecom").intents) >= REQUIRED_INTENTS
 
 
 def test_ctranslate2_streams_a_reply_in_pieces(assistant) -> None:
@@ -44,9 +44,9 @@ def test_both_engines_score_the_same_weights_alike(assistant, transformers_engin
     options = [" speak_to_agent", " pay_bill", " goodbye", " roaming"]
     int8 = assistant.llm.score(prompt, options)
     fp32 = transformers_engine.score(prompt, options)
-    assert sorted(options, key=dict(zip(options, int8)).get) == sorted(
-        options, key=dict(zip(options, fp32)).get)
-    assert max(abs(a - b) for a, b in zip(int8, fp32)) < 1.5
+    assert sorted(options, key=dict(zip(options, int8, strict=True)).get) == sorted(
+        options, key=dict(zip(options, fp32, strict=True)).get)
+    assert max(abs(a - b) for a, b in zip(int8, fp32, strict=True)) < 1.5
 
 
 def test_choose_scores_first_tokens_and_tells_shared_prefixes_apart(assistant) -> None:
@@ -55,7 +55,7 @@ def test_choose_scores_first_tokens_and_tells_shared_prefixes_apart(assistant) -
     options = [" report_outage", " roaming", " speak_to_agent", " speak_up"]
     assert llm.encode(options[2])[0] == llm.encode(options[3])[0]  # share " speak"
     fast = choose(llm, prompt, options)
-    for option, got in zip(options[:2], fast[:2]):
+    for option, got in zip(options[:2], fast[:2], strict=True):
         first = llm.tokenizer.decode(llm.encode(option)[:1])
         assert got == pytest.approx(llm.score(prompt, [first])[0], abs=1e-3)
     assert fast[2:] == pytest.approx(llm.score(prompt, options[2:]), abs=1e-3)

@@ -124,7 +124,8 @@ def split_turns(audio: Audio, config: VadConfig,
     n_frames = len(audio.samples) // frame
     for i in range(n_frames):
         chunk = audio.samples[i * frame:(i + 1) * frame]
-        span = endpointer.push(vad.is_speech(chunk, audio.sample_rate), i * frame / audio.sample_rate)
+        voiced = vad.is_speech(chunk, audio.sample_rate)
+        span = endpointer.push(voiced, i * frame / audio.sample_rate)
         if span is not None:
             spans.append(span)
     last = endpointer.flush(n_frames * frame / audio.sample_rate)

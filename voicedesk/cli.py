@@ -49,9 +49,9 @@ def print_turn_table(result: object) -> None:
 
 
 def cmd_call(config: Config, args: argparse.Namespace) -> int:
+    from asr.audio import load_audio
     from training.store import CallStore
     from voice.assistant import Assistant
-    from asr.audio import load_audio
     from voice.file_call import prepare_out_dir, run_file_call
     from voice.vad import split_turns
 

@@ -17,7 +17,7 @@ import re
 import shutil
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from voicedesk.errors import ModelError
@@ -104,22 +104,30 @@ class ModelStore:
         )
 
     def _assemble_parts(self, name: str, files: dict[str, Path]) -> Path:
-        final = self.models_dir / name / "ct2"
+        def build(scratch: Path) -> None:
+            parts = sorted(p for k, p in files.items() if ".part" in k)
+            with (scratch / "model.bin").open("wb") as out:
+                for part in parts:
+                    with part.open("rb") as src:
+                        shutil.copyfileobj(src, out, 1 << 22)
+            for key, path in files.items():
+                if ".part" not in key:
+                    shutil.copy2(path, scratch / Path(key).name)
+
+        return self._prepare_once(self.models_dir / name / "ct2",
+                                  f"{name}: joining model.bin parts", build)
+
+    def _prepare_once(self, final: Path, what: str, build: Callable[[Path], None]) -> Path:
+        """Build ``final`` once, under a lock, atomically; later calls just return it."""
         if is_complete(final):
             return final
         with _lock(self.models_dir):
-            if is_complete(final):
-                return final
-            say(f"preparing {name}: joining model.bin parts into {final}")
-            with building(final) as scratch:
-                parts = sorted(p for k, p in files.items() if ".part" in k)
-                with (scratch / "model.bin").open("wb") as out:
-                    for part in parts:
-                        with part.open("rb") as src:
-                            shutil.copyfileobj(src, out, 1 << 22)
-                for key, path in files.items():
-                    if ".part" not in key:
-                        shutil.copy2(path, scratch / Path(key).name)
+            if not is_complete(final):
+                say(f"preparing {what} into {final}")
+                started = time.perf_counter()
+                with building(final) as scratch:
+                    build(scratch)
+                say(f"prepared {final} in {time.perf_counter() - started:.0f} s")
         return final
 
     # ---- LLM -------------------------------------------------------------------
@@ -148,37 +156,29 @@ class ModelStore:
         if path.is_dir() and (path / "model.bin").is_file():
             return str(path)  # already CTranslate2
         bundled = self.registry.get(ref)
-        key = bundled.name if bundled is not None else _slug(str(path.resolve()) if path.exists() else ref)
+        if bundled is not None:
+            key = bundled.name
+        else:
+            key = _slug(str(path.resolve()) if path.exists() else ref)
         final = self.models_dir / key / f"ct2-{quantization}"
         if is_complete(final):
             return str(final)
         source = self.llm_hf(ref)
-        with _lock(self.models_dir):
-            if is_complete(final):
-                return str(final)
-            say(f"preparing {key}: converting to CTranslate2 {quantization} in {final}")
-            started = time.perf_counter()
+
+        def build(scratch: Path) -> None:
             from ctranslate2.converters import TransformersConverter
 
-            with building(final) as scratch:
-                TransformersConverter(source).convert(str(scratch), quantization=quantization,
-                                                      force=True)
-                _copy_tokenizer(source, scratch)
-            say(f"prepared {final.name} in {time.perf_counter() - started:.0f} s")
-        return str(final)
+            TransformersConverter(source).convert(str(scratch), quantization=quantization,
+                                                  force=True)
+            _copy_tokenizer(source, scratch)
+
+        return str(self._prepare_once(final, f"{key}: converting to CTranslate2 {quantization}",
+                                      build))
 
     def _gguf_to_hf(self, gguf: Path, final: Path) -> Path:
-        if is_complete(final):
-            return final
-        with _lock(self.models_dir):
-            if is_complete(final):
-                return final
-            say(f"preparing {gguf.name}: de-quantising GGUF to safetensors in {final} (~20 s)")
-            started = time.perf_counter()
-            with building(final) as scratch:
-                gguf_to_safetensors(gguf, scratch)
-            say(f"prepared {final.name} in {time.perf_counter() - started:.0f} s")
-        return final
+        return self._prepare_once(
+            final, f"{gguf.name}: de-quantising GGUF to safetensors (about 20 s)",
+            lambda scratch: gguf_to_safetensors(gguf, scratch))
 
     # ---- TTS and embeddings ------------------------------------------------------
     def piper_voice(self, ref: str) -> Path:

@@ -185,7 +185,8 @@ class ModelRegistry:
         model = self.require(name)
         stamps = self._load_stamps()
         paths = {f.path: self.file_path(model, f) for f in model.files}
-        todo = [f for f in model.files if stamps.get(str(paths[f.path])) != _stamp(paths[f.path], f)]
+        todo = [f for f in model.files
+                if stamps.get(str(paths[f.path])) != _stamp(paths[f.path], f)]
         if todo:
             total = sum(paths[f.path].stat().st_size for f in todo)
             with tqdm(total=total, unit="B", unit_scale=True, desc=f"checking {model.name}",
