@@ -111,7 +111,16 @@ def check_voice_installed(voice: Voice) -> None:
     """Fail early, with the Debian package to install, if synthesis cannot work."""
     if shutil.which("espeak-ng") is None:
         raise SetupError("espeak-ng not found: install the Debian package 'espeak-ng' (apt-get install espeak-ng)")
-    base = voice.name.split("+", 1)[0]
+    base, _, variant = voice.name.partition("+")
+    if variant:
+        # espeak-ng silently falls back to its default (male) variant for an unknown one.
+        listing = subprocess.run(["espeak-ng", "--voices=variant"], capture_output=True, text=True).stdout
+        known = {f.split("/", 1)[1] for f in listing.split() if f.startswith("!v/")}
+        if variant not in known:
+            raise SetupError(
+                f"espeak-ng has no voice variant {variant!r} (see 'espeak-ng --voices=variant');"
+                " the Debian package 'espeak-ng-data' provides the standard ones"
+            )
     if base.startswith("mb-"):
         db = base[3:]  # "mb-us1" -> "us1"
         if shutil.which("mbrola") is None:
