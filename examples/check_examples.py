@@ -39,7 +39,9 @@ SAMPLE_RATE = 16_000
 FRAME_MS = 30
 MIN_PAUSE_S = 1.0
 SILENCE_DBFS = -60.0  # gaps must be quieter than this (RMS over the gap)
-PAD_S = 0.3  # audio kept either side of a VAD segment before ASR, as a streaming VAD collector would
+PAD_S = (
+    0.3  # audio kept either side of a VAD segment before ASR, as a streaming VAD collector would
+)
 
 
 def default_model_path() -> Path | None:
@@ -60,11 +62,13 @@ def vad_segments(pcm: np.ndarray, aggressiveness: int = 2) -> list[tuple[int, in
     vad = webrtcvad.Vad(aggressiveness)
     frame = SAMPLE_RATE * FRAME_MS // 1000
     n = pcm.size // frame
-    speech = [vad.is_speech(pcm[i * frame:(i + 1) * frame].tobytes(), SAMPLE_RATE) for i in range(n)]
+    speech = [
+        vad.is_speech(pcm[i * frame : (i + 1) * frame].tobytes(), SAMPLE_RATE) for i in range(n)
+    ]
     min_pause = int(MIN_PAUSE_S * 1000 / FRAME_MS)
     segments: list[tuple[int, int]] = []
     start: int | None = None
-    last_speech = -10**9
+    last_speech = -(10**9)
     for i, is_speech in enumerate(speech):
         if is_speech:
             if start is None:
@@ -82,8 +86,8 @@ def gap_level_dbfs(pcm: np.ndarray, segments: list[tuple[int, int]]) -> float:
     """Loudest RMS level (dBFS) of the audio between segments; -inf for pure digital silence."""
     worst = -np.inf
     pad = SAMPLE_RATE * FRAME_MS // 1000  # VAD edges are frame-aligned; skip one frame either side
-    for (_, end_a), (start_b, _) in zip(segments, segments[1:]):
-        gap = pcm[end_a + pad:start_b - pad].astype(np.float64) / 32768.0
+    for (_, end_a), (start_b, _) in zip(segments, segments[1:], strict=True):
+        gap = pcm[end_a + pad : start_b - pad].astype(np.float64) / 32768.0
         if gap.size:
             rms = float(np.sqrt(np.mean(gap**2)))
             worst = max(worst, 20 * np.log10(rms) if rms > 0 else -np.inf)
@@ -92,10 +96,18 @@ def gap_level_dbfs(pcm: np.ndarray, segments: list[tuple[int, int]]) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
-    parser.add_argument("--dir", type=Path, default=EXAMPLES_DIR, help="folder with <id>.flac and <id>.txt")
-    parser.add_argument("--model", type=Path, default=default_model_path(), help="faster-whisper model directory")
-    parser.add_argument("--max-wer", type=float, default=0.08, help="fail if any call's WER reaches this")
-    parser.add_argument("-v", "--verbose", action="store_true", help="print every reference/hypothesis pair")
+    parser.add_argument(
+        "--dir", type=Path, default=EXAMPLES_DIR, help="folder with <id>.flac and <id>.txt"
+    )
+    parser.add_argument(
+        "--model", type=Path, default=default_model_path(), help="faster-whisper model directory"
+    )
+    parser.add_argument(
+        "--max-wer", type=float, default=0.08, help="fail if any call's WER reaches this"
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="print every reference/hypothesis pair"
+    )
     args = parser.parse_args(argv)
 
     if args.model is None or not args.model.exists():
@@ -111,7 +123,11 @@ def main(argv: list[str] | None = None) -> int:
 
     failed = False
     for flac in flacs:
-        refs = [line.strip() for line in flac.with_suffix(".txt").read_text(encoding="utf-8").splitlines() if line.strip()]
+        refs = [
+            line.strip()
+            for line in flac.with_suffix(".txt").read_text(encoding="utf-8").splitlines()
+            if line.strip()
+        ]
         pcm, rate = sf.read(flac, dtype="int16")
         if rate != SAMPLE_RATE or pcm.ndim != 1:
             print(f"{flac.stem}: FAIL expected 16 kHz mono, got {rate} Hz, shape {pcm.shape}")
@@ -127,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         hyps = []
         pad = int(PAD_S * SAMPLE_RATE)
         for start, end in segments:
-            audio = pcm[max(start - pad, 0):end + pad].astype(np.float32) / 32768.0
+            audio = pcm[max(start - pad, 0) : end + pad].astype(np.float32) / 32768.0
             result, _ = model.transcribe(audio, language="en", beam_size=1)
             hyps.append(" ".join(seg.text.strip() for seg in result))
         ref_text = " ".join(normalise(r) for r in refs)
@@ -138,11 +154,12 @@ def main(argv: list[str] | None = None) -> int:
         status = "FAIL " + "; ".join(problems) if problems else "ok"
         gap_txt = "digital silence" if gap_db == -np.inf else f"{gap_db:.1f} dBFS"
         print(
-            f"{flac.stem}: WER {wer:.1%} ({len(ref_text.split())} words), {len(segments)}/{len(refs)} VAD segments,"
-            f" gaps {gap_txt}, {pcm.size / SAMPLE_RATE:.1f} s, {flac.stat().st_size / 1024:.0f} KiB -> {status}"
+            f"{flac.stem}: WER {wer:.1%} ({len(ref_text.split())} words), "
+            f"{len(segments)}/{len(refs)} VAD segments, gaps {gap_txt}, "
+            f"{pcm.size / SAMPLE_RATE:.1f} s, {flac.stat().st_size / 1024:.0f} KiB -> {status}"
         )
         if args.verbose or problems:
-            for ref, hyp in zip(refs, hyps):
+            for ref, hyp in zip(refs, hyps, strict=True):
                 mark = " " if normalise(ref) == normalise(hyp) else "*"
                 print(f"  {mark} REF: {ref}\n  {mark} HYP: {hyp}")
         failed |= bool(problems)

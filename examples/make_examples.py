@@ -110,11 +110,16 @@ def load_call(path: Path) -> Call:
 def check_voice_installed(voice: Voice) -> None:
     """Fail early, with the Debian package to install, if synthesis cannot work."""
     if shutil.which("espeak-ng") is None:
-        raise SetupError("espeak-ng not found: install the Debian package 'espeak-ng' (apt-get install espeak-ng)")
+        raise SetupError(
+            "espeak-ng not found: install the Debian package 'espeak-ng' "
+            "(apt-get install espeak-ng)"
+        )
     base, _, variant = voice.name.partition("+")
     if variant:
         # espeak-ng silently falls back to its default (male) variant for an unknown one.
-        listing = subprocess.run(["espeak-ng", "--voices=variant"], capture_output=True, text=True).stdout
+        listing = subprocess.run(
+            ["espeak-ng", "--voices=variant"], capture_output=True, text=True
+        ).stdout
         known = {f.split("/", 1)[1] for f in listing.split() if f.startswith("!v/")}
         if variant not in known:
             raise SetupError(
@@ -125,11 +130,13 @@ def check_voice_installed(voice: Voice) -> None:
         db = base[3:]  # "mb-us1" -> "us1"
         if shutil.which("mbrola") is None:
             raise SetupError(
-                f"voice {voice.name!r} needs MBROLA: install the Debian packages 'mbrola' and 'mbrola-{db}' (contrib/non-free)"
+                f"voice {voice.name!r} needs MBROLA: install the Debian packages 'mbrola' "
+                f"and 'mbrola-{db}' (contrib/non-free)"
             )
         if not Path("/usr/share/mbrola", db).exists():
             raise SetupError(
-                f"MBROLA voice database {db!r} not found: install the Debian package 'mbrola-{db}' (non-free)"
+                f"MBROLA voice database {db!r} not found: install the Debian package "
+                f"'mbrola-{db}' (non-free)"
             )
 
 
@@ -139,19 +146,26 @@ def synthesise(text: str, voice: Voice) -> np.ndarray:
         wav = Path(tmp) / "turn.wav"
         cmd = [
             "espeak-ng",
-            "-v", voice.name,
-            "-s", str(voice.rate_wpm),
-            "-g", str(voice.word_gap),
-            "-p", str(voice.pitch),
-            "-w", str(wav),
-            "--", text,
+            "-v",
+            voice.name,
+            "-s",
+            str(voice.rate_wpm),
+            "-g",
+            str(voice.word_gap),
+            "-p",
+            str(voice.pitch),
+            "-w",
+            str(wav),
+            "--",
+            text,
         ]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0 or not wav.exists() or wav.stat().st_size <= 44:
             detail = (proc.stderr or proc.stdout).strip().splitlines()
             raise SetupError(
                 f"espeak-ng could not speak with voice {voice.name!r}"
-                f" ({detail[0] if detail else f'exit {proc.returncode}'}); check 'espeak-ng --voices=en'"
+                f" ({detail[0] if detail else f'exit {proc.returncode}'}); "
+                "check 'espeak-ng --voices=en'"
             )
         audio, rate = sf.read(wav, dtype="float32", always_2d=True)
     audio = audio.mean(axis=1)
@@ -182,7 +196,7 @@ def to_pcm16(audio: np.ndarray) -> np.ndarray:
 
 
 def render_call(call: Call) -> tuple[np.ndarray, list[tuple[float, float]]]:
-    """Assemble the whole recording; returns int16 samples and (start, end) of each turn in seconds."""
+    """Assemble the whole recording: int16 samples and each turn's (start, end) in seconds."""
     turns = [trim_silence(synthesise(text, call.voice)) for text in call.turns]
     peak = max(float(np.abs(t).max()) for t in turns)
     gain = (10 ** (PEAK_DBFS / 20)) / peak  # one gain per call: turns keep their relative level
@@ -214,9 +228,15 @@ def write_call(call: Call, out_dir: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
-    parser.add_argument("--calls-dir", type=Path, default=DEFAULT_CALLS_DIR, help="directory of call YAML scripts")
-    parser.add_argument("--out-dir", type=Path, default=EXAMPLES_DIR, help="where to write <id>.flac and <id>.txt")
-    parser.add_argument("--only", action="append", metavar="ID", help="generate only this call id (repeatable)")
+    parser.add_argument(
+        "--calls-dir", type=Path, default=DEFAULT_CALLS_DIR, help="directory of call YAML scripts"
+    )
+    parser.add_argument(
+        "--out-dir", type=Path, default=EXAMPLES_DIR, help="where to write <id>.flac and <id>.txt"
+    )
+    parser.add_argument(
+        "--only", action="append", metavar="ID", help="generate only this call id (repeatable)"
+    )
     args = parser.parse_args(argv)
 
     paths = sorted(args.calls_dir.glob("*.yaml"))
