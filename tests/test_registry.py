@@ -98,3 +98,22 @@ def test_split_whisper_base_is_assembled_once(models_dir: Path) -> None:
     path = Path(ModelStore(models_dir).whisper_ct2("base"))
     assert (path / "model.bin").stat().st_size == 2 * 72608766
     assert is_complete(path)
+
+
+def test_a_local_folder_replaces_a_default(models_dir: Path, tmp_path: Path) -> None:
+    store = ModelStore(models_dir)
+    whisper = store.whisper_ct2("tiny.en")
+    assert store.whisper_ct2(whisper) == whisper
+    ct2 = store.llm_ct2("smollm2")
+    assert store.llm_ct2(ct2) == ct2
+    hf = store.llm_hf("smollm2")
+    assert store.llm_hf(hf) == hf
+    with pytest.raises(ModelError, match="has no model.bin"):
+        store.whisper_ct2(str(tmp_path))
+
+
+def test_a_hugging_face_id_is_passed_to_the_backend(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    assert store.whisper_ct2("Systran/faster-whisper-small") == "Systran/faster-whisper-small"
+    hub_id = "HuggingFaceTB/SmolLM2-360M-Instruct"
+    assert store.llm_hf(hub_id) == hub_id
