@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
+from nlu.slots import SlotSpec
 from voicedesk.errors import ConfigError
 
 PACKS = Path(__file__).parent / "domain"
+STEP_KINDS = {"verify", "ask", "lookup", "create_ticket", "update", "say", "knowledge",
+              "handoff", "end"}
+LOOKUPS = {"bill", "usage", "outage", "ticket", "customer_tickets"}
 
 
 @dataclass(frozen=True)
@@ -25,6 +30,14 @@ class DomainPack:
     name: str
     intents: dict[str, Intent]
     prompts: dict[str, str]
+    slots: dict[str, SlotSpec] = field(default_factory=dict)
+    flows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    plans: list[dict[str, Any]] = field(default_factory=list)
+    work_orders: dict[str, dict[str, Any]] = field(default_factory=dict)
+    knowledge_dir: Path | None = None
+
+    def plan(self, name: str) -> dict[str, Any] | None:
+        return next((p for p in self.plans if p["name"].lower() == name.lower()), None)
 
     def prompt(self, key: str, **values: str) -> str:
         return self.prompts[key].format(company=self.prompts.get("company", ""), **values)
@@ -60,4 +73,52 @@ def load_domain(name_or_path: str) -> DomainPack:
     if "out_of_scope" not in intents:
         raise ConfigError(f"{folder / 'intents.yaml'}: the catalogue must define out_of_scope")
     prompts = {k: str(v) for k, v in _read_yaml(folder / "prompts.yaml").items()}
-    return DomainPack(folder.name, intents, prompts)
+    slots = _load_slots(folder / "slots.yaml") if (folder / "slots.yaml").is_file() else {}
+    plans = _optional(folder / "plans.yaml", "plans", [])
+    work_orders = _optional(folder / "work_orders.yaml", "work_orders", {})
+    flows = _optional(folder / "flows.yaml", "flows", {})
+    pack = DomainPack(folder.name, intents, prompts, slots, flows, plans, work_orders,
+                      folder / "knowledge" if (folder / "knowledge").is_dir() else None)
+    if flows:
+        _check_flows(pack, folder / "flows.yaml")
+    return pack
+
+
+def _optional(path: Path, key: str, default: Any) -> Any:
+    return (_read_yaml(path).get(key) or default) if path.is_file() else default
+
+
+def _load_slots(path: Path) -> dict[str, SlotSpec]:
+    known = set(SlotSpec.__dataclass_fields__) - {"name"}
+    specs = {}
+    for name, raw in (_read_yaml(path).get("slots") or {}).items():
+        unknown = set(raw) - known
+        if unknown:
+            raise ConfigError(f"{path}: slot {name!r} has unknown keys {sorted(unknown)}")
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
+        specs[name] = SlotSpec(name=name, **values)
+    return specs
+
+
+def _check_flows(pack: DomainPack, path: Path) -> None:
+    """Fail at load time, naming the flow and step, rather than mid-call."""
+    for intent in pack.intents:
+        if intent not in pack.flows:
+            raise ConfigError(f"{path}: intent {intent!r} has no flow")
+    for name, steps in pack.flows.items():
+        if name not in pack.intents:
+            raise ConfigError(f"{path}: flow {name!r} is not an intent in intents.yaml")
+        for i, step in enumerate(steps, 1):
+            kind = step if isinstance(step, str) else next(iter(step), None)
+            where = f"{path}: flow {name!r} step {i}"
+            if kind not in STEP_KINDS:
+                raise ConfigError(f"{where}: unknown step {kind!r}; known: {sorted(STEP_KINDS)}")
+            arg = step.get(kind) if isinstance(step, dict) else None
+            if kind == "ask":
+                slot = arg["slot"] if isinstance(arg, dict) else arg
+                if slot not in pack.slots:
+                    raise ConfigError(f"{where}: asks for unknown slot {slot!r}")
+            if kind == "lookup" and arg not in LOOKUPS:
+                raise ConfigError(f"{where}: unknown lookup {arg!r}; known: {sorted(LOOKUPS)}")
+            if kind == "create_ticket" and arg.get("type") not in pack.work_orders:
+                raise ConfigError(f"{where}: unknown work-order type {arg.get('type')!r}")

@@ -10,10 +10,14 @@ import numpy as np
 
 from asr.audio import resample
 from asr.transcriber import Transcriber, create_transcriber
+from nlu.crm import CRM
+from nlu.dialogue.manager import DialogueManager
 from nlu.domain import DomainPack, load_domain
 from nlu.embeddings import SentenceEmbedder
+from nlu.knowledge import KnowledgeBase
 from nlu.llm.engine import GenerationOptions, LLMEngine, Message, create_engine
 from nlu.responder import Responder
+from nlu.slots import SlotExtractor
 from nlu.understanding import IntentRecognizer, Understanding
 from voice.tts import Synthesizer, create_synthesizer
 from voicedesk.config import Config
@@ -43,6 +47,8 @@ class Assistant:
     responder: Responder
     synthesizer: Synthesizer
     domain: DomainPack
+    slots: SlotExtractor
+    knowledge: KnowledgeBase | None
 
     @classmethod
     def load(cls, config: Config) -> Assistant:
@@ -56,11 +62,20 @@ class Assistant:
             config=config,
             transcriber=create_transcriber(config.asr, models),
             llm=llm,
-            recognizer=IntentRecognizer(llm, embedder, domain, config.nlu.examples_per_turn),
+            recognizer=IntentRecognizer(llm, embedder, domain, config.nlu.examples_per_turn,
+                                        config.nlu.retrieval_weight),
             responder=Responder(llm, domain, options),
             synthesizer=create_synthesizer(config.tts, models),
             domain=domain,
+            slots=SlotExtractor(domain.slots, [p["name"] for p in domain.plans]),
+            knowledge=KnowledgeBase(domain.knowledge_dir, embedder)
+            if domain.knowledge_dir else None,
         )
+
+    def dialogue(self, crm: CRM) -> DialogueManager:
+        """A dialogue manager over ``crm`` that shares this process's models."""
+        return DialogueManager(self.domain, crm, self.recognizer.understand, self.slots,
+                               self.knowledge)
 
     def describe(self) -> dict[str, str]:
         return {

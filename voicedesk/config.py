@@ -67,6 +67,7 @@ class NluConfig:
     domain: str = "telecom"  # a folder under nlu/domain, or a path to one
     embeddings: str = "all-minilm-l6-v2"
     examples_per_turn: int = 6  # retrieved few-shot examples shown to the LLM
+    retrieval_weight: float = 1.0  # weight of the nearest examples' vote beside the LLM
     history_turns: int = 3
 
 

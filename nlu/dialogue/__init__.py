@@ -1,0 +1,1 @@
+"""Dialogue management: deterministic flows decide, the LLM only recognises and words."""

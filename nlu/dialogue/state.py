@@ -1,0 +1,47 @@
+"""Everything the dialogue knows about one call, and what each turn produced."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from nlu.crm import Customer, Ticket
+
+
+@dataclass
+class DialogueState:
+    caller_id: str = ""
+    customer: Customer | None = None  # identified (by caller id or account number)
+    verified: bool = False
+    slots: dict[str, str] = field(default_factory=dict)
+    flow: str | None = None
+    step: int = 0
+    pending: str | None = None  # the slot the assistant just asked for
+    facts: dict[str, Any] = field(default_factory=dict)
+    flow_ticket: Ticket | None = None
+    tickets: list[Ticket] = field(default_factory=list)
+    verify_failures: int = 0
+    misunderstandings: int = 0
+    anger: int = 0
+    offered_handoff: bool = False
+    handoff: bool = False
+    handoff_reason: str = ""
+    ended: bool = False
+    completed_flows: list[str] = field(default_factory=list)
+    intents: list[str] = field(default_factory=list)
+    knowledge_sources: list[str] = field(default_factory=list)
+    transcript: list[tuple[str, str]] = field(default_factory=list)  # (speaker, text)
+
+
+@dataclass(frozen=True)
+class TurnOutcome:
+    reply: str
+    intent: str
+    confidence: float
+    slots: dict[str, str]
+    verified: bool
+    handoff: bool
+    tickets: tuple[Ticket, ...] = ()
+    knowledge_source: str | None = None
+    end_call: bool = False
+    actions: tuple[str, ...] = ()

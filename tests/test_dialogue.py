@@ -1,0 +1,101 @@
+"""The dialogue manager through the project's scenario suite, and the scenario contract."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from nlu.crm.demo import DemoCRM
+from nlu.knowledge import KnowledgeBase
+from nlu.scenarios import load_scenarios, report, run_call, run_scenarios, text_mode
+from voicedesk.errors import ConfigError
+
+SUITE = Path(__file__).resolve().parent.parent / "nlu" / "domain" / "telecom" / "scenarios.yaml"
+SCENARIOS = yaml.safe_load(SUITE.read_text())
+
+
+def crm_for_suite() -> DemoCRM:
+    crm = DemoCRM()
+    crm.load(SCENARIOS["customers"], SCENARIOS["outages"])
+    return crm
+
+
+@pytest.mark.parametrize("call", SCENARIOS["calls"], ids=[c["name"] for c in SCENARIOS["calls"]])
+def test_scenario(assistant, call: dict) -> None:
+    result = run_call(call, assistant.dialogue(crm_for_suite()), text_mode, SUITE.parent)
+    problems = result.failures + [f"turn {i + 1}: {f}" for i, t in enumerate(result.turns)
+                                  for f in t.failures]
+    assert not problems, "\n".join(problems + [f"{t.caller!r} -> {t.reply!r}"
+                                               for t in result.turns])
+
+
+def test_the_suite_covers_every_intent_and_flow(assistant) -> None:
+    expected = {turn.get("expect", {}).get("intent") for call in SCENARIOS["calls"]
+                for turn in call["turns"]}
+    assert set(assistant.domain.intents) <= expected
+
+
+def test_summary_for_the_agent_holds_no_secrets(assistant) -> None:
+    manager = assistant.dialogue(crm_for_suite())
+    state = manager.start()
+    manager.handle(state, text="What's my balance?")
+    manager.handle(state, text="40019012 pin 2468")
+    manager.handle(state, text="Let me talk to a person")
+    summary = manager.summary(state)
+    assert summary["disposition"] == "handed_off" and summary["verified"]
+    assert "2468" not in str(summary) and "1976" not in str(summary)
+    assert "check_balance" in summary["requests"]
+
+
+def test_json_report_counts_passes_and_failures(assistant, tmp_path: Path) -> None:
+    scenario = tmp_path / "one.yaml"
+    scenario.write_text(yaml.safe_dump({"calls": [
+        {"name": "good", "turns": [{"say": "Put me through to a real person",
+                                     "expect": {"handoff": True}}]},
+        {"name": "bad", "turns": [{"say": "Put me through to a real person",
+                                    "expect": {"handoff": False}}]},
+    ]}))
+    result = report(run_scenarios(scenario, assistant.dialogue))
+    assert (result["passed"], result["failed"]) == (1, 1)
+    assert result["calls"][1]["turns"][0]["failures"] == ["handoff True, expected False"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("calls: [{name: x, turns: [{say: hi, sing: la}]}]", "unknown keys \\['sing'\\]"),
+        ("calls: [{name: x, turns: [{say: hi, dtmf: '1'}]}]", "exactly one of say, audio, dtmf"),
+        ("customers: []\ncalls: [{name: x, turns: [{say: hi, expect: {mood: happy}}]}]",
+         "unknown keys \\['mood'\\]"),
+        ("calls: 3", "top-level `calls:` list"),
+    ],
+)
+def test_malformed_scenarios_are_rejected(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(content)
+    with pytest.raises(ConfigError, match=message):
+        load_scenarios(path)
+
+
+def test_unknown_customer_field_is_an_error() -> None:
+    with pytest.raises(ConfigError, match="unknown keys \\['shoe_size'\\]"):
+        DemoCRM().load([{"account_number": "1", "pin": "1", "name": "A", "shoe_size": 9}])
+
+
+def test_demo_crm_keeps_tickets_and_finds_callers_by_phone() -> None:
+    crm = crm_for_suite()
+    assert crm.customer_by_phone("555-123-0003").name == "Maria Gonzalez"
+    ticket = crm.create_ticket("fault_repair", "high", "40019012", {"address": "x"})
+    assert crm.ticket(ticket.id).fields == {"address": "x"}
+    assert crm.update_ticket(ticket.id, status="closed").status == "closed"
+    assert [t.id for t in crm.tickets_for("40019012")] == [ticket.id]
+
+
+def test_knowledge_answers_carry_their_source_and_unknowns_are_admitted(assistant) -> None:
+    kb: KnowledgeBase = assistant.knowledge
+    answer = kb.answer("What time do your stores open on Sunday?")
+    assert answer is not None and "11:00" in answer.text
+    assert answer.source == "stores_and_policies.md#Opening hours"
+    assert kb.answer("Do you offer travel insurance for my holiday?") is None

@@ -1,0 +1,66 @@
+"""Slot values from speech and keypad, typed by the domain pack's schema."""
+
+import datetime as dt
+
+import pytest
+
+from nlu.domain import load_domain
+from nlu.numbers import spoken_digits_to_text
+from nlu.slots import SlotExtractor
+
+
+@pytest.fixture(scope="module")
+def slots() -> SlotExtractor:
+    domain = load_domain("telecom")
+    return SlotExtractor(domain.slots, [p["name"] for p in domain.plans],
+                         today=dt.date(2026, 11, 28))
+
+
+@pytest.mark.parametrize(
+    ("spoken", "digits"),
+    [
+        ("my pin is four eight two one", "my pin is 4821"),
+        ("account four oh oh one one two three four", "account 40011234"),
+        ("double five two", "552"),
+        ("Oh, hi there", "Oh, hi there"),
+        ("4 8 2 1", "4821"),
+    ],
+)
+def test_spoken_numbers_become_digits(spoken: str, digits: str) -> None:
+    assert spoken_digits_to_text(spoken) == digits
+
+
+@pytest.mark.parametrize(
+    ("text", "expected", "values"),
+    [
+        ("It's 40011234, pin 4821", None, {"account_number": "40011234", "pin": "4821"}),
+        ("40019012 2468", None, {"account_number": "40019012", "pin": "2468"}),
+        ("4001 1234", "account_number", {"account_number": "40011234"}),
+        ("four eight two one", "pin", {"pin": "4821"}),
+        ("born on the 9th of March 1984", "date_of_birth", {"date_of_birth": "1984-03-09"}),
+        ("can someone come next tuesday at 10 am", None, {"date": "2026-12-01", "time": "10:00"}),
+        ("There's a charge of $42.50 I don't recognise", None, {"amount": "42.50"}),
+        ("I'd like to move to unlimited 5g", None, {"plan_name": "Unlimited 5G"}),
+        ("ticket T K T 123", None, {"ticket_id": "TKT-000123"}),
+        ("I live at 12 Harbour Road, Brightwater", None,
+         {"address": "12 Harbour Road, Brightwater"}),
+    ],
+)
+def test_values_are_found_and_typed(slots: SlotExtractor, text: str, expected: str | None,
+                                    values: dict[str, str]) -> None:
+    found = slots.extract(text, expected)
+    assert {k: found.get(k) for k in values} == values
+
+
+def test_a_year_in_a_birth_date_is_not_a_pin(slots: SlotExtractor) -> None:
+    assert "pin" not in slots.extract("I was born on the 9th of March 1984", "date_of_birth")
+
+
+def test_identity_numbers_are_not_an_address(slots: SlotExtractor) -> None:
+    assert "address" not in slots.extract("It's 40011234, pin 4821", "address")
+
+
+def test_keypad_entry_goes_to_the_slot_being_asked_for(slots: SlotExtractor) -> None:
+    assert slots.from_dtmf("4821#", "pin") == {"pin": "4821"}
+    assert slots.from_dtmf("40011234#") == {"account_number": "40011234"}
+    assert slots.from_dtmf("#") == {}
