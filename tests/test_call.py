@@ -52,7 +52,7 @@ def test_call_writes_conversation_and_transcripts(finished_call) -> None:
         assert turn["assistant"]["start"] > turn["caller"]["end"]
         assert turn["intent"] and turn["assistant"]["text"]
         assert set(turn["latency_ms"]) >= {"endpoint_ms", "asr_ms", "nlu_ms",
-                                           "llm_first_sentence_ms", "tts_first_audio_ms",
+                                           "first_sentence_ms", "tts_first_audio_ms",
                                            "voice_to_voice_ms"}
     assert "Caller:" in (out / "transcript.txt").read_text()
 

@@ -4,7 +4,7 @@ import pytest
 
 from nlu.domain import load_domain
 from nlu.llm.engine import GenerationOptions, choose
-from nlu.responder import SentenceChunker
+from voice.sentences import SentenceChunker, split_sentences
 from voicedesk.config import LlmConfig
 from voicedesk.models.prepare import ModelStore
 
@@ -82,3 +82,8 @@ def test_chunker_releases_whole_sentences() -> None:
     assert chunker.push("that. Let me che") == ["Sorry to hear that."]
     assert chunker.push("ck! Done") == ["Let me check!"]
     assert chunker.flush() == "Done"
+
+
+def test_split_sentences_keeps_a_final_fragment() -> None:
+    assert split_sentences("Done. Your ticket is TKT-000001") == ["Done.",
+                                                                "Your ticket is TKT-000001"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,10 +15,10 @@ from nlu.dialogue.manager import DialogueManager
 from nlu.domain import DomainPack, load_domain
 from nlu.embeddings import SentenceEmbedder
 from nlu.knowledge import KnowledgeBase
-from nlu.llm.engine import GenerationOptions, LLMEngine, Message, create_engine
-from nlu.responder import Responder
+from nlu.llm.engine import GenerationOptions, LLMEngine, create_engine
 from nlu.slots import SlotExtractor
-from nlu.understanding import IntentRecognizer, Understanding
+from nlu.understanding import IntentRecognizer
+from nlu.wording import ReplyWriter, Wording
 from voice.tts import Synthesizer, create_synthesizer
 from voicedesk.config import Config
 from voicedesk.models.prepare import ModelStore
@@ -44,11 +44,11 @@ class Assistant:
     transcriber: Transcriber
     llm: LLMEngine
     recognizer: IntentRecognizer
-    responder: Responder
     synthesizer: Synthesizer
     domain: DomainPack
     slots: SlotExtractor
     knowledge: KnowledgeBase | None
+    writer: ReplyWriter | None  # None: the flows' own words are spoken
 
     @classmethod
     def load(cls, config: Config) -> Assistant:
@@ -64,12 +64,12 @@ class Assistant:
             llm=llm,
             recognizer=IntentRecognizer(llm, embedder, domain, config.nlu.examples_per_turn,
                                         config.nlu.retrieval_weight),
-            responder=Responder(llm, domain, options),
             synthesizer=create_synthesizer(config.tts, models),
             domain=domain,
             slots=SlotExtractor(domain.slots, [p["name"] for p in domain.plans]),
             knowledge=KnowledgeBase(domain.knowledge_dir, embedder)
             if domain.knowledge_dir else None,
+            writer=ReplyWriter(llm, domain, options) if config.nlu.llm_wording else None,
         )
 
     def dialogue(self, crm: CRM) -> DialogueManager:
@@ -84,9 +84,16 @@ class Assistant:
             "tts": f"{self.synthesizer.name}:{self.config.tts.voice}",
             "embeddings": self.config.nlu.embeddings,
             "domain": self.domain.name,
+            "wording": "llm (guarded)" if self.writer else "flows",
         }
 
-    def speak(self, sentences: Iterator[str] | Sequence[str], rate: int) -> SpokenReply:
+    def word(self, message: str, caller: str, secrets: tuple[str, ...] = ()) -> Wording:
+        """The words to speak for a flow's message: the LLM's, if they keep every fact."""
+        if self.writer is None:
+            return Wording(message, "flow")
+        return self.writer.write(message, caller, secrets)
+
+    def speak(self, sentences: Iterable[str], rate: int) -> SpokenReply:
         """Synthesise sentences as they arrive; record when text and audio were first ready."""
         started = time.perf_counter()
         reply = SpokenReply(sample_rate=rate)
@@ -104,21 +111,4 @@ class Assistant:
         reply.text = " ".join(texts)
         if chunks:
             reply.audio = np.concatenate(chunks)
-        return reply
-
-    def understand(self, text: str, history: Sequence[Message]) -> Understanding:
-        last_agent = next((m["content"] for m in reversed(history) if m["role"] == "assistant"), "")
-        return self.recognizer.understand(text, context=last_agent)
-
-    def reply(self, understanding: Understanding, text: str, history: Sequence[Message],
-              rate: int) -> SpokenReply:
-        recent = list(history)[-2 * self.config.nlu.history_turns:]
-        reply = self.speak(self.responder.sentences(understanding.intent, text, recent), rate)
-        if not reply.text:
-            # The LLM produced nothing speakable: fall back to the catalogue's reply so the
-            # caller is never left in silence.
-            fallback = self.domain.intents[understanding.intent].reply
-            timings = reply.latency_ms
-            reply = self.speak([fallback], rate)
-            reply.latency_ms = {**reply.latency_ms, "llm_empty_ms": timings["reply_total_ms"]}
         return reply

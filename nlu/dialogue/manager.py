@@ -96,9 +96,11 @@ class DialogueManager:
             intent, confidence = understanding.intent, understanding.confidence
             found = self.extractor.extract(text, state.pending)
             state.anger += len(ANGER.findall(text))
+        progress = bool(state.pending and state.pending in found)
+        if progress and state.flow:
+            intent = state.flow  # the turn answered the assistant's question
         if not dtmf and not _only_identity(text):
             state.intents.append(intent)
-        progress = bool(state.pending and state.pending in found)
         state.slots.update(found)
         source = None
 

@@ -24,6 +24,7 @@ class Call(Base):
     caller_audio_sha256: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(32), default="completed")
     models: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # for agents, analysts
     turns: Mapped[list[Turn]] = relationship(back_populates="call", order_by="Turn.index",
                                              cascade="all, delete-orphan")
 
@@ -43,7 +44,9 @@ class Turn(Base):
     words: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     intent: Mapped[str] = mapped_column(String(64), default="")
     intent_confidence: Mapped[float] = mapped_column(Float, default=0.0)
+    slots: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)  # secrets withheld
     reply: Mapped[str] = mapped_column(Text, default="")
+    reply_source: Mapped[str] = mapped_column(String(16), default="flow")  # flow | llm
     reply_audio_sha256: Mapped[str | None] = mapped_column(String(64))
     latency_ms: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)
     call: Mapped[Call] = relationship(back_populates="turns")

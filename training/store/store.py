@@ -33,6 +33,8 @@ class TurnRecord:
     reply: str
     reply_audio_sha256: str | None
     latency_ms: dict[str, float] = field(default_factory=dict)
+    slots: dict[str, str] = field(default_factory=dict)
+    reply_source: str = "flow"
 
 
 class CallStore:
@@ -60,12 +62,13 @@ class CallStore:
     def record_call(self, call_id: str, *, channel: str, source: str, duration_s: float,
                     caller_audio_sha256: str | None, models: dict[str, Any],
                     turns: list[TurnRecord], started_at: datetime | None = None,
-                    status: str = "completed") -> None:
+                    status: str = "completed", summary: dict[str, Any] | None = None) -> None:
         """Store the call and all its turns atomically."""
         with Session(self.engine) as session, session.begin():
             call = Call(id=call_id, started_at=started_at or datetime.now(UTC), channel=channel,
                         source=source, duration_s=duration_s,
-                        caller_audio_sha256=caller_audio_sha256, status=status, models=models)
+                        caller_audio_sha256=caller_audio_sha256, status=status, models=models,
+                        summary=summary or {})
             call.turns = [Turn(**vars(t)) for t in turns]
             session.add(call)
 
