@@ -76,6 +76,9 @@ def spoken_digits_to_text(text: str) -> str:
             out.append(digits)
         spoken_before = len(out) - 1
     joined = "".join(out)
-    # "4 8 2 1" read digit by digit is one number. Longer groups ("4001 1234", or
-    # "40019012 2468": an account then a PIN) stay apart; slot extraction decides.
-    return re.sub(r"(?<=\b\d) (?=\d\b)", "", joined)
+    # Thousands separators are formatting: "4,001" is 4001.
+    joined = re.sub(r"(?<=\d),(?=\d{3}\b)", "", joined)
+    # "4 8 2 1", "4-8-2-1" or "4, 8, 2, 1" (how ASR writes digits read one by one) is one
+    # number. Longer groups ("4001 1234", or "40019012 2468": an account then a PIN)
+    # stay apart; slot extraction decides.
+    return re.sub(r"(?<=\b\d)(?:,? |-)(?=\d\b)", "", joined)

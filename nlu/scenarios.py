@@ -8,11 +8,13 @@ and ``outages`` seed a fresh demo CRM per run; each call is a list of turns
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from nlu.crm import Ticket
@@ -229,3 +231,36 @@ def report(results: list[CallResult]) -> dict[str, Any]:
             for r in results
         ],
     }
+
+
+class AudioHearing:
+    """--audio mode: each caller line is spoken by another voice and heard through ASR."""
+
+    def __init__(self, transcriber: Any, voice: Any) -> None:
+        self.transcriber = transcriber
+        self.voice = voice
+
+    def __call__(self, turn: dict[str, Any], base: Path) -> str:
+        from asr.audio import SPEECH_RATE, load_audio, resample
+
+        if "audio" in turn:
+            path = Path(turn["audio"])
+            samples = load_audio(path if path.is_absolute() else base / path).samples
+        else:
+            chunks = list(self.voice.synthesize(speakable(str(turn["say"]))))
+            samples = resample(np.concatenate(chunks), self.voice.sample_rate, SPEECH_RATE)
+        return self.transcriber.transcribe(samples).text
+
+
+def speakable(text: str) -> str:
+    """How a caller reads a line aloud: account numbers and PINs digit by digit.
+
+    A text-to-speech voice would say "40011234" as "forty million ..."; people
+    read identifiers one digit at a time, with a pause between two numbers.
+    Money, times and decimals are left as they are.
+    """
+    def digits(match: re.Match[str]) -> str:
+        return ", ".join(match.group())
+
+    paused = re.sub(r"(?<=\d) (?=\d)", ". ", text)  # two numbers in a row: a pause between
+    return re.sub(r"(?<![$\d.,:])\d{3,}(?![\d.,:]\d)", digits, paused)

@@ -74,7 +74,15 @@ class SlotExtractor:
             spec = self.specs[expected]
             take(expected, lambda v: spec.min_digits <= len(v) <= spec.max_digits,
                  lambda pos: True)
-        # 3. unambiguous lengths: a run that fits exactly one digit slot
+        # 3. two numbers run together ("400190122468": an account, then a PIN)
+        for pos, run in runs:
+            if pos in used:
+                continue
+            split = self._split(run, [s for s in digit_slots if s.name not in found], expected)
+            if split:
+                found.update(split)
+                used.add(pos)
+        # 4. unambiguous lengths: a run that fits exactly one digit slot
         for pos, run in runs:
             if pos in used:
                 continue
@@ -104,6 +112,23 @@ class SlotExtractor:
         fits = [s for s in self.specs.values() if s.dtmf and s.type == "digits"
                 and s.min_digits <= len(value) <= s.max_digits]
         return {fits[0].name: value} if len(fits) == 1 else {}
+
+    @staticmethod
+    def _split(run: str, open_slots: list[SlotSpec], expected: str | None) -> dict[str, str]:
+        """A run too long for any slot, cut where both halves fit two open slots."""
+        if any(s.min_digits <= len(run) <= s.max_digits for s in open_slots):
+            return {}
+        ordered = sorted(open_slots, key=lambda s: s.name != expected)
+        for first in ordered:
+            for second in open_slots:
+                if first is second:
+                    continue
+                cut = len(run) - second.max_digits
+                head, tail = run[:cut], run[cut:]
+                if (first.min_digits <= len(head) <= first.max_digits
+                        and second.min_digits <= len(tail) <= second.max_digits):
+                    return {first.name: head, second.name: tail}
+        return {}
 
     @staticmethod
     def _is_other_number(text: str, pos: int, run: str) -> bool:
@@ -177,7 +202,8 @@ def _spans(text: str, runs: list[tuple[int, str]]) -> list[tuple[int, str, tuple
         value, members = "", []
         for j in range(i, len(runs)):
             pos, run = runs[j]
-            if members and text[runs[j - 1][0] + len(runs[j - 1][1]):pos] != " ":
+            gap = text[runs[j - 1][0] + len(runs[j - 1][1]):pos]
+            if members and gap not in {" ", ", ", "-"}:
                 break
             value += run
             members.append(pos)

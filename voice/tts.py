@@ -26,4 +26,9 @@ def create_synthesizer(config: TtsConfig, models: ModelStore) -> Synthesizer:
         from voice.piper_tts import PiperSynthesizer
 
         return PiperSynthesizer(models.piper_voice(config.voice), config)
-    raise ConfigError(f"unknown tts.backend {config.backend!r}; available: piper")
+    if config.backend == "espeak-ng":
+        from voice.espeak_tts import EspeakSynthesizer
+
+        voice = config.voice if config.voice != TtsConfig.voice else "en-us"
+        return EspeakSynthesizer(voice)
+    raise ConfigError(f"unknown tts.backend {config.backend!r}; available: piper, espeak-ng")
