@@ -1,0 +1,340 @@
+"""`voicedesk transcribe`: folders of recorded calls in, JSONL/SRT/VTT/TXT out, resumable."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from asr.audio import load_audio, resample
+from asr.batch import LEDGER, PauseChunker, plan_workers
+from asr.telephony import CallRecording
+from tests.conftest import EXAMPLES, SHARED_DATA, run_cli, wer
+from voice.vad import create_vad
+from voicedesk.config import VadConfig
+
+DEV = SHARED_DATA / "asr" / "dev"
+LIBRI = DEV / "librispeech_kw"
+AUSTEN = DEV / "pocketsphinx" / "sense_and_sensibility_01_austen_64kb-0930.wav"
+CALLER_FIRST = "he might even have been made amiable himself"
+AGENT = "for a full hour he had paced up and down waiting but he could wait no longer"
+CALLER_SECOND = "he was not an ill disposed young man"
+GOOD = {"good1", "goforward", "wide_192k", "silence", "noise", "call"}
+BAD = {"corrupt", "truncated", "notes", "empty", "low_rate"}
+
+
+def records(out: Path) -> dict[str, dict[str, Any]]:
+    lines = (out / LEDGER).read_text().splitlines()
+    return {Path(r["path"]).stem: r for r in map(json.loads, lines)}
+
+
+def errors(out: Path) -> dict[str, str]:
+    lines = (out / "errors.jsonl").read_text().splitlines()
+    return {Path(e["path"]).stem: e["error"] for e in map(json.loads, lines)}
+
+
+def make_call(path: Path) -> None:
+    """A two-party call at 8 kHz mu-law: caller, then agent, then caller again."""
+    first = load_audio(AUSTEN, rate=8000).samples
+    agent = load_audio(LIBRI / "1089-134691-0001.flac", rate=8000).samples
+    second = load_audio(DEV / "pocketsphinx" / "sense_and_sensibility_01_austen_64kb-0880.wav",
+                        rate=8000).samples
+    call = np.zeros((8000 * 16, 2), dtype=np.float32)
+    call[4000:4000 + len(first), 0] = first
+    call[8000 * 5:8000 * 5 + len(agent), 1] = agent
+    call[8000 * 23 // 2:8000 * 23 // 2 + len(second), 0] = second
+    sf.write(path, call, 8000, subtype="ULAW")
+
+
+@pytest.fixture(scope="module")
+def batch_home(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("batch-home")
+    (home / "models").symlink_to(models_dir, target_is_directory=True)
+    return home
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Good recordings next to every kind of bad input a recorder share collects."""
+    folder = tmp_path_factory.mktemp("recordings")
+    shutil.copy(LIBRI / "1089-134691-0000.flac", folder / "good1.flac")
+    (folder / "sub").mkdir()
+    shutil.copy(DEV / "pocketsphinx" / "goforward.wav", folder / "sub" / "goforward.wav")
+    austen = load_audio(AUSTEN).samples
+    sf.write(folder / "wide_192k.wav", resample(austen, 16_000, 192_000), 192_000)
+    sf.write(folder / "silence.wav", np.zeros(16_000 * 3, np.float32), 16_000)
+    noise = np.random.default_rng(7).normal(0, 0.1, 16_000 * 5).astype(np.float32)
+    sf.write(folder / "noise.wav", noise, 16_000)
+    make_call(folder / "call.wav")
+    (folder / "corrupt.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt \x10\x00\x00\x00\x01\x00")
+    flac = (LIBRI / "1089-134686-0000.flac").read_bytes()
+    (folder / "truncated.flac").write_bytes(flac[: len(flac) // 2])
+    (folder / "notes.txt").write_text("call notes: customer rang about billing\n")
+    (folder / "empty.wav").write_bytes(b"")
+    sf.write(folder / "low_rate.wav", np.zeros(4000, np.float32), 4000)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def runs(mixed: Path, batch_home: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The folder transcribed once, then the same command again."""
+    out = tmp_path_factory.mktemp("batch-out") / "out"
+    started = time.perf_counter()
+    first = run_cli(["transcribe", str(mixed), "--out", str(out)], batch_home)
+    first_s = time.perf_counter() - started
+    ledger = (out / LEDGER).read_bytes()
+    started = time.perf_counter()
+    second = run_cli(["transcribe", str(mixed), "--out", str(out)], batch_home)
+    return {"out": out, "first": first, "first_s": first_s, "ledger": ledger, "second": second,
+            "second_s": time.perf_counter() - started}
+
+
+def test_every_readable_file_gets_one_record_with_the_contract_keys(runs: dict) -> None:
+    found = records(runs["out"])
+    assert set(found) == GOOD, runs["first"].stderr
+    for record in found.values():
+        assert {"path", "segments", "speakers", "language", "duration", "text"} <= record.keys()
+        assert Path(record["path"]).is_absolute() and record["language"] == "en"
+        for seg in record["segments"]:
+            assert {"start", "end", "text", "speaker", "words"} <= seg.keys()
+            assert 0 <= seg["start"] <= seg["end"] <= record["duration"] + 0.01
+            for word in seg["words"]:
+                assert {"start", "end", "word", "probability"} <= word.keys()
+    assert wer("he could wait no longer", found["good1"]["text"]) == 0
+    assert wer("go forward ten meters", found["goforward"]["text"]) <= 0.25
+    assert found["wide_192k"]["sample_rate"] == 192_000
+    assert wer("he might even have been made amiable himself", found["wide_192k"]["text"]) < 0.2
+
+
+def test_unreadable_files_are_listed_with_a_reason_and_the_batch_carries_on(runs: dict) -> None:
+    first = runs["first"]
+    assert first.returncode == 1
+    reasons = errors(runs["out"])
+    assert set(reasons) == BAD
+    assert "is empty" in reasons["empty"]
+    assert "not a readable audio file" in reasons["notes"]
+    assert "4000 Hz" in reasons["low_rate"]
+    assert "truncated or corrupt" in reasons["truncated"]
+    assert all("\n" not in r and len(r) < 300 for r in reasons.values())
+    assert re.search(r"6 transcribed, 0 skipped \(already done\), 5 failed", first.stdout)
+    assert "transcribing" in first.stderr and "file" in first.stderr  # the progress bar
+
+
+def test_silence_and_pure_noise_give_empty_text_not_invented_words(runs: dict) -> None:
+    found = records(runs["out"])
+    for name in ("silence", "noise"):
+        assert found[name]["text"] == "" and found[name]["segments"] == []
+        assert (runs["out"] / f"{name}.txt").read_text() == ""
+
+
+def test_a_stereo_call_reads_as_one_conversation_in_time_order(runs: dict) -> None:
+    call = records(runs["out"])["call"]
+    assert call["speakers"] == ["caller", "agent"] and call["channels"] == 2
+    segments = call["segments"]
+    assert [s["start"] for s in segments] == sorted(s["start"] for s in segments)
+    turns: list[tuple[str, str]] = []
+    for seg in segments:
+        if turns and turns[-1][0] == seg["speaker"]:
+            turns[-1] = (seg["speaker"], turns[-1][1] + " " + seg["text"])
+        else:
+            turns.append((seg["speaker"], seg["text"]))
+    assert [speaker for speaker, _ in turns] == ["caller", "agent", "caller"]
+    for (_, text), reference in zip(turns, [CALLER_FIRST, AGENT, CALLER_SECOND], strict=True):
+        assert wer(reference, text) < 0.35, text
+    agent_start = next(s["start"] for s in segments if s["speaker"] == "agent")
+    assert 0.2 < segments[0]["start"] < 1.0 and 4.5 < agent_start < 5.5  # as laid out
+
+
+def test_srt_vtt_and_text_are_well_formed_and_name_the_speakers(runs: dict) -> None:
+    out = runs["out"]
+    stamp = r"\d{2}:\d{2}:\d{2}[,.]\d{3}"
+    srt = (out / "call.srt").read_text()
+    blocks = srt.strip().split("\n\n")
+    assert len(blocks) == len(records(out)["call"]["segments"])
+    for number, block in enumerate(blocks, 1):
+        index, timing, text = block.split("\n")
+        assert index == str(number)
+        assert re.fullmatch(rf"{stamp.replace('[,.]', ',')} --> {stamp.replace('[,.]', ',')}",
+                            timing)
+        assert re.fullmatch(r"\[(caller|agent)\] \S.*", text)
+    vtt = (out / "call.vtt").read_text()
+    assert vtt.startswith("WEBVTT\n\n")
+    cues = vtt.split("\n\n")[1:]
+    for cue in filter(str.strip, cues):
+        timing, text = cue.strip().split("\n")
+        assert re.fullmatch(rf"{stamp.replace('[,.]', '.')} --> {stamp.replace('[,.]', '.')}",
+                            timing)
+        assert re.fullmatch(r"<v (caller|agent)>\S.*</v>", text)
+    txt = (out / "call.txt").read_text().splitlines()
+    assert txt[0].startswith("caller: ") and any(line.startswith("agent: ") for line in txt)
+    mono = (out / "good1.srt").read_text()
+    assert mono.startswith("1\n00:00:0") and "[caller]" not in mono  # one party: no labels
+
+
+def test_a_rerun_skips_every_finished_file_and_retries_the_failed(runs: dict) -> None:
+    second = runs["second"]
+    assert second.returncode == 1  # the bad files are tried again, and fail again
+    assert re.search(r"0 transcribed, 6 skipped \(already done\), 5 failed", second.stdout)
+    assert "skipping 6 file(s) already transcribed" in second.stderr
+    assert (runs["out"] / LEDGER).read_bytes() == runs["ledger"]
+    assert runs["second_s"] < runs["first_s"]
+
+
+def test_a_changed_file_is_transcribed_again(batch_home: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(LIBRI / "1089-134691-0000.flac", folder / "a.flac")
+    shutil.copy(LIBRI / "1089-134686-0001.flac", folder / "b.flac")
+    out = tmp_path / "out"
+    assert run_cli(["transcribe", str(folder), "--out", str(out), "--format", "jsonl"],
+                   batch_home).returncode == 0
+    stat = (folder / "a.flac").stat()
+    os.utime(folder / "a.flac", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    again = run_cli(["transcribe", str(folder), "--out", str(out), "--format", "jsonl"],
+                    batch_home)
+    assert again.returncode == 0 and "1 transcribed, 1 skipped" in again.stdout
+    assert set(records(out)) == {"a", "b"} and not list(out.glob("*.srt"))
+
+
+def test_missing_paths_and_empty_globs_are_errors_not_crashes(batch_home: Path,
+                                                              tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = run_cli(["transcribe", str(tmp_path / "nowhere" / "*.wav"),
+                      str(tmp_path / "gone.wav"), "--out", str(out)], batch_home)
+    assert result.returncode == 1
+    reasons = list(errors(out).values())
+    assert any("matches no files" in r for r in reasons)
+    assert any("does not exist" in r for r in reasons)
+    bad = run_cli(["transcribe", str(tmp_path), "--format", "srt,pdf"], batch_home)
+    assert bad.returncode == 1 and "unknown output format(s) pdf" in bad.stderr
+
+
+def test_workers_and_threads_never_oversubscribe_the_cores() -> None:
+    assert plan_workers(0, files=50, cores=2) == (1, 2)
+    assert plan_workers(0, files=50, cores=8) == (4, 2)
+    assert plan_workers(2, files=50, cores=2) == (2, 1)
+    assert plan_workers(0, files=1, cores=16) == (1, 16)
+    assert plan_workers(0, files=50, cores=8, threads=8) == (4, 2)
+
+
+def test_worker_processes_give_the_same_transcripts(runs: dict, mixed: Path, batch_home: Path,
+                                                    tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    inputs = [mixed / "good1.flac", mixed / "call.wav"]
+    result = run_cli(["transcribe", *map(str, inputs), "--out", str(out), "--workers", "2"],
+                     batch_home)
+    assert result.returncode == 0, result.stderr
+    assert "2 worker(s) x 1 thread(s)" in result.stderr
+    local = records(runs["out"])
+    assert {k: r["text"] for k, r in records(out).items()} == {
+        k: local[k]["text"] for k in ("good1", "call")}
+
+
+def test_ray_data_on_a_local_ray_gives_the_same_transcripts(runs: dict, mixed: Path,
+                                                            batch_home: Path,
+                                                            tmp_path: Path) -> None:
+    pytest.importorskip("ray.data")
+    out = tmp_path / "out"
+    inputs = [mixed / "good1.flac", mixed / "call.wav", mixed / "empty.wav"]
+    result = run_cli(["transcribe", *map(str, inputs), "--out", str(out), "--ray", "local"],
+                     batch_home)
+    assert result.returncode == 1, result.stderr  # empty.wav, reported the same way
+    assert "on Ray (local)" in result.stderr
+    local = records(runs["out"])
+    ray = records(out)
+    assert {k: r["text"] for k, r in ray.items()} == {k: local[k]["text"]
+                                                      for k in ("good1", "call")}
+    assert [s["speaker"] for s in ray["call"]["segments"]] == [
+        s["speaker"] for s in local["call"]["segments"]]
+    assert set(errors(out)) == {"empty"}
+    assert (out / "call.vtt").read_text() == (runs["out"] / "call.vtt").read_text()
+
+
+def test_intents_are_recognised_for_the_callers_segments(mixed: Path, batch_home: Path,
+                                                        tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = run_cli(["transcribe", str(EXAMPLES / "outage_report.flac"), str(mixed / "call.wav"),
+                      "--out", str(out), "--intents", "--format", "jsonl"], batch_home)
+    assert result.returncode == 0, result.stderr
+    found = records(out)
+    outage = found["outage_report"]["segments"]
+    assert outage and all(s["intent"] and 0 < s["intent_confidence"] <= 1 for s in outage)
+    assert outage[0]["intent"] == "report_outage"
+    call = found["call"]["segments"]
+    assert all(("intent" in s) == (s["speaker"] == "caller") for s in call)
+
+
+# ---- long recordings -------------------------------------------------------------------------
+
+def examples_back_to_back() -> tuple[np.ndarray, str]:
+    names = ["outage_report", "speak_to_agent"]  # 68 s: three windows
+    audio = np.concatenate([load_audio(EXAMPLES / f"{n}.flac").samples for n in names])
+    text = " ".join((EXAMPLES / f"{n}.txt").read_text() for n in names)
+    return audio, text
+
+
+def test_a_long_stream_is_cut_into_windows_of_at_most_30_s_at_pauses() -> None:
+    audio, _ = examples_back_to_back()
+    chunker = PauseChunker(create_vad(VadConfig()))
+    chunks = []
+    for start in range(0, len(audio), 160_000):  # 10 s blocks, as read from disk
+        chunks += chunker.push(audio[start:start + 160_000])
+    chunks += chunker.flush()
+    assert len(chunks) >= 3
+    assert all(len(c.samples) <= 30 * 16_000 for c in chunks)
+    assert np.array_equal(np.concatenate([c.samples for c in chunks]), audio)
+    assert [c.start for c in chunks] == pytest.approx(
+        np.cumsum([0] + [len(c.samples) / 16_000 for c in chunks[:-1]]).tolist())
+    speech_rms = np.sqrt(np.mean(np.square(audio)))
+    for chunk in chunks[1:]:
+        at = int(chunk.start * 16_000)
+        around = audio[at - 800:at + 800]  # 50 ms either side of the cut
+        assert np.sqrt(np.mean(np.square(around))) < 0.1 * speech_rms
+
+
+def test_an_hour_class_recording_streams_in_bounded_memory(tmp_path: Path) -> None:
+    path = tmp_path / "long.wav"
+    rng = np.random.default_rng(3)
+    minutes = 20
+    with sf.SoundFile(path, "w", 8000, 2, subtype="ULAW") as out:
+        for _ in range(minutes * 6):  # 10 s blocks of tone bursts and pauses
+            t = np.arange(80_000) / 8000
+            burst = (np.sin(2 * np.pi * 300 * t) * (np.sin(2 * np.pi * 0.3 * t) > 0)) * 0.3
+            out.write(np.stack([burst, rng.normal(0, 0.01, 80_000)], axis=1).astype(np.float32))
+    recording = CallRecording(path)
+    chunkers = [PauseChunker(create_vad(VadConfig())) for _ in range(2)]
+    seconds = 0.0
+    tracemalloc.start()
+    for block in recording.speech_blocks():
+        for channel, chunker in enumerate(chunkers):
+            for chunk in chunker.push(block[:, channel]):
+                assert len(chunk.samples) <= 30 * 16_000
+                seconds += len(chunk.samples) / 16_000 / 2
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    whole = minutes * 60 * 16_000 * 4 * 2  # the call decoded at once: 16 kHz float32 stereo
+    assert peak < 40e6 < whole / 3, f"peak {peak / 1e6:.0f} MB"
+    assert seconds > minutes * 60 - 31
+
+
+def test_a_long_recording_is_transcribed_chunk_by_chunk_on_one_clock(batch_home: Path,
+                                                                    tmp_path: Path) -> None:
+    audio, reference = examples_back_to_back()
+    sf.write(tmp_path / "long.flac", audio, 16_000)
+    out = tmp_path / "out"
+    result = run_cli(["transcribe", str(tmp_path / "long.flac"), "--out", str(out)], batch_home)
+    assert result.returncode == 0, result.stderr
+    record = records(out)["long"]
+    assert record["duration"] == pytest.approx(len(audio) / 16_000, abs=0.01)
+    assert wer(reference, record["text"]) < 0.15, record["text"]
+    starts = [s["start"] for s in record["segments"]]
+    assert starts == sorted(starts) and starts[-1] > 45  # times offset past the first window
