@@ -16,6 +16,9 @@ TEENS = {"ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, 
 TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70,
         "eighty": 80, "ninety": 90}
 REPEAT = {"double": 2, "triple": 3}
+# ASR writes a digit read alone as its homophone ("account for zero zero one"); such a
+# word counts as a digit only inside a run of digits, like "oh".
+HOMOPHONES = {"for": 4, "to": 2, "too": 2, "won": 1, "ate": 8}
 _WORD = re.compile(r"[A-Za-z]+|\d+|[^\sA-Za-z\d]+|\s+")
 
 
@@ -52,8 +55,11 @@ def spoken_digits_to_text(text: str) -> str:
     while i < len(tokens):
         words = [t for t in tokens[i:i + 3] if not t.isspace()]
         hit = _value(words) if tokens[i].isalpha() else None
-        if hit is not None and words[0].lower() in {"oh", "o"}:
-            # "oh" is zero only inside a run of digits: "four oh one", not "oh, hello".
+        if hit is None and tokens[i].isalpha() and words[0].lower() in HOMOPHONES:
+            hit = (str(HOMOPHONES[words[0].lower()]), 1)
+        if hit is not None and words[0].lower() in {"oh", "o", *HOMOPHONES}:
+            # "oh" is zero only inside a run of digits: "four oh one", not "oh, hello";
+            # "for" is four only there too: "account for zero zero", not "pay for it".
             before = "".join(out).rstrip()
             after = _value(words[1:]) if len(words) > 1 else None
             if not (before[-1:].isdigit() or after is not None):

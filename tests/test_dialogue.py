@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -99,3 +101,44 @@ def test_knowledge_answers_carry_their_source_and_unknowns_are_admitted(assistan
     assert answer is not None and "11:00" in answer.text
     assert answer.source == "stores_and_policies.md#Opening hours"
     assert kb.answer("Do you offer travel insurance for my holiday?") is None
+
+
+def _write(tmp_path: Path, calls: list[dict]) -> Path:
+    path = tmp_path / "scenario.yaml"
+    path.write_text(yaml.safe_dump({"customers": SCENARIOS["customers"], "calls": calls}))
+    return path
+
+
+def test_simulate_command_prints_a_table_writes_json_and_fails_on_a_failure(
+        tmp_path: Path, home: Path) -> None:
+    from tests.conftest import run_cli
+
+    path = _write(tmp_path, [
+        {"name": "asks for a person", "turns": [
+            {"say": "Put me through to a real person please", "expect": {"handoff": True}}]},
+        {"name": "wrongly expects no handoff", "turns": [
+            {"say": "Put me through to a real person please", "expect": {"handoff": False}}]},
+    ])
+    result = run_cli(["simulate", str(path), "--json", str(tmp_path / "r.json")], home)
+    assert result.returncode == 1, result.stderr
+    assert "1 passed, 1 failed" in result.stdout and "FAIL" in result.stdout
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert (data["passed"], data["failed"]) == (1, 1)
+    assert data["calls"][1]["turns"][0]["failures"] == ["handoff True, expected False"]
+
+
+def test_simulate_audio_mode_hears_the_caller_through_asr(tmp_path: Path, home: Path) -> None:
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (scripts/test.sh installs it)")
+    from tests.conftest import run_cli
+
+    path = _write(tmp_path, [{"name": "balance by voice", "turns": [
+        {"say": "What is my balance please?", "expect": {"intent": "check_balance"}},
+        {"say": "Account 40019012", "expect": {"slots": {"account_number": "40019012"}}},
+        {"say": "My pin is 2468", "expect": {"verified": True, "reply_contains": ["37.85"]}},
+    ]}])
+    result = run_cli(["simulate", str(path), "--audio", "--json", str(tmp_path / "r.json")],
+                     home)
+    data = json.loads((tmp_path / "r.json").read_text())
+    heard = [t["caller"] for t in data["calls"][0]["turns"]]
+    assert result.returncode == 0, (result.stdout, heard)

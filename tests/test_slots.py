@@ -24,6 +24,8 @@ def slots() -> SlotExtractor:
         ("double five two", "552"),
         ("Oh, hi there", "Oh, hi there"),
         ("4 8 2 1", "4821"),
+        ("account for zero zero one nine", "account 40019"),
+        ("I want to pay for it", "I want to pay for it"),
     ],
 )
 def test_spoken_numbers_become_digits(spoken: str, digits: str) -> None:
