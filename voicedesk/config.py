@@ -43,6 +43,13 @@ class LlmConfig:
     max_new_tokens: int = 64
     temperature: float = 0.0
     threads: int = 0
+    # engine = "openai-http": an OpenAI-compatible server (vLLM, llama.cpp, Ollama) on a GPU
+    # machine; ``model`` is then the name the server lists at {base_url}/models.
+    base_url: str = ""  # e.g. http://gpu1:8000/v1
+    # The key itself never enters this tree, so `config show` cannot print it: only the
+    # name of the environment variable that holds it (unset or empty: no key is sent).
+    api_key_env: str = "OPENAI_API_KEY"
+    timeout_s: float = 30.0  # connect, and the longest wait for each piece of an answer
 
 
 @dataclass

@@ -60,7 +60,12 @@ def choose(engine: LLMEngine, prompt: str, options: Sequence[str]) -> list[float
     This is greedy decoding restricted to the set: the option whose first token
     is likeliest wins, and unlike summed whole-option scores it does not favour
     options that happen to be fewer tokens long.
+
+    An engine without the vocabulary in hand (a remote server: ``openai-http``) has
+    no ``next_token_logprobs``; its options are scored whole, in one request.
     """
+    if not hasattr(engine, "next_token_logprobs"):
+        return engine.score(prompt, list(options))
     firsts = [engine.encode(option)[0] for option in options]
     logprobs = engine.next_token_logprobs(prompt)
     scores = [float(logprobs[token]) for token in firsts]
@@ -84,7 +89,12 @@ def create_engine(config: LlmConfig, models: ModelStore) -> LLMEngine:
         from nlu.llm.transformers_engine import TransformersEngine
 
         return TransformersEngine(models.llm_hf(config.model), config)
-    raise ConfigError(f"unknown llm.engine {config.engine!r}; available: ctranslate2, transformers")
+    if config.engine == "openai-http":
+        from nlu.llm.openai_http_engine import OpenAIHttpEngine
+
+        return OpenAIHttpEngine(config)  # type: ignore[return-value]  # no vocabulary: see choose
+    raise ConfigError(f"unknown llm.engine {config.engine!r}; "
+                      "available: ctranslate2, transformers, openai-http")
 
 
 class IncrementalDecoder:
