@@ -21,8 +21,27 @@ class Transcriber(Protocol):
 
 
 def create_transcriber(config: AsrConfig, models: ModelStore) -> Transcriber:
+    """The backend ``asr.backend`` names, on the weights ``asr.model`` names.
+
+    Each backend imports its engine only here, so a deployment needs only the
+    engine it uses; the model is converted for it once and cached.
+    """
     if config.backend == "faster-whisper":
         from asr.faster_whisper_backend import FasterWhisperTranscriber
 
         return FasterWhisperTranscriber(models.whisper_ct2(config.model), config)
-    raise ConfigError(f"unknown asr.backend {config.backend!r}; available: faster-whisper")
+    if config.backend == "openai-whisper":
+        import importlib.util
+
+        if importlib.util.find_spec("whisper") is None:
+            raise ConfigError("asr.backend = 'openai-whisper' needs the openai-whisper package: "
+                              "pip install 'voicedesk[openai-whisper]'")
+        from asr.openai_whisper_backend import OpenAIWhisperTranscriber
+
+        return OpenAIWhisperTranscriber(models.whisper_openai(config.model), config)
+    if config.backend == "transformers":
+        from asr.transformers_backend import TransformersWhisperTranscriber
+
+        return TransformersWhisperTranscriber(models.whisper_hf(config.model), config)
+    raise ConfigError(f"unknown asr.backend {config.backend!r}; available: faster-whisper, "
+                      "openai-whisper, transformers")

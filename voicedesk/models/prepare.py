@@ -103,6 +103,66 @@ class ModelStore:
             f"folder, nor a Hugging Face id"
         )
 
+    def whisper_openai(self, ref: str) -> Path:
+        """An openai-whisper checkpoint (.pt) holding the same weights as ``whisper_ct2(ref)``."""
+        path = Path(ref).expanduser()
+        if path.suffix == ".pt":
+            if not path.is_file():
+                raise ModelError(f"openai-whisper checkpoint {path} does not exist")
+            return path
+        source, final = self._ct2_derived(ref, "openai-whisper")
+
+        def build(scratch: Path) -> None:
+            from asr.convert import ct2_to_openai
+
+            ct2_to_openai(source, scratch / "model.pt")
+
+        what = f"{source}: converting CTranslate2 Whisper to openai-whisper"
+        return self._prepare_once(final, what, build) / "model.pt"
+
+    def whisper_hf(self, ref: str) -> str:
+        """A transformers Whisper folder, or hub id, for the same weights as ``whisper_ct2(ref)``.
+
+        A CTranslate2 model (bundled or a folder) is converted once into the
+        cache; a transformers folder or a hub id is used as it is.
+        """
+        path = Path(ref).expanduser()
+        is_ct2 = self.registry.get(ref) is not None or (path / "model.bin").is_file()
+        if not is_ct2 and path.is_dir():
+            if not (path / "config.json").is_file():
+                raise ModelError(f"ASR model folder {path} has neither config.json nor model.bin; "
+                                 f"expected a transformers or CTranslate2 Whisper folder")
+            return str(path)
+        if not is_ct2 and looks_like_hub_id(ref):
+            return ref
+        source, final = self._ct2_derived(ref, "hf")
+
+        def build(scratch: Path) -> None:
+            from asr.convert import ct2_to_hf
+
+            ct2_to_hf(source, scratch)
+
+        what = f"{source}: converting CTranslate2 Whisper to transformers"
+        return str(self._prepare_once(final, what, build))
+
+    def _ct2_derived(self, ref: str, kind: str) -> tuple[str, Path]:
+        """The CTranslate2 folder behind ``ref`` and where a ``kind`` derived from it is cached.
+
+        A local folder's cache entry is named after its path and its model.bin's
+        size and time, so a retrained model in the same folder is converted anew.
+        """
+        bundled = self.registry.get(ref)
+        if bundled is not None and bundled.role == "asr":
+            return self.whisper_ct2(ref), self.models_dir / bundled.name / kind
+        path = Path(ref).expanduser()
+        if (path / "model.bin").is_file():
+            stat = (path / "model.bin").stat()
+            stamp = hashlib.sha256(f"{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:8]
+            return str(path), self.models_dir / _slug(str(path.resolve())) / f"{kind}-{stamp}"
+        raise ModelError(f"ASR model {ref!r} is neither a bundled model (tiny.en, base) nor a "
+                         f"local CTranslate2 folder with model.bin; the {kind} backend converts "
+                         f"from local weights only")
+
     def _assemble_parts(self, name: str, files: dict[str, Path]) -> Path:
         def build(scratch: Path) -> None:
             parts = sorted(p for k, p in files.items() if ".part" in k)
