@@ -15,14 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from asr.transcript import Segment, Transcript, Word
+from asr.transcript import LOGPROB_FLOOR, NO_SPEECH_PROB, Segment, Transcript, Word, is_silence
 from voicedesk.config import AsrConfig
 from voicedesk.errors import ModelError
-
-# The no-speech rule of faster_whisper_backend.py: Whisper invents text on silence, and
-# its no-speech estimate paired with a low average log-probability marks such windows.
-NO_SPEECH_PROB = 0.6
-LOGPROB_FLOOR = -1.0
 
 
 def load_checkpoint(path: Path, device: str) -> Any:
@@ -80,7 +75,7 @@ class OpenAIWhisperTranscriber:
         )
         segments = []
         for seg in result["segments"]:
-            if seg["no_speech_prob"] > NO_SPEECH_PROB and seg["avg_logprob"] < LOGPROB_FLOOR:
+            if is_silence(seg["no_speech_prob"], seg["avg_logprob"]):
                 continue
             words = tuple(Word(float(w["start"]), float(w["end"]), w["word"],
                                float(w["probability"])) for w in seg.get("words", ()))

@@ -5,6 +5,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+# Whisper invents text on silence. Its own no-speech estimate, paired with a low average
+# log-probability, is the documented test (openai-whisper's transcribe uses the same pair);
+# every backend drops such segments with these thresholds.
+NO_SPEECH_PROB = 0.6
+LOGPROB_FLOOR = -1.0
+
+
+def is_silence(no_speech_prob: float, avg_logprob: float) -> bool:
+    return no_speech_prob > NO_SPEECH_PROB and avg_logprob < LOGPROB_FLOOR
+
 
 @dataclass(frozen=True)
 class Word:

@@ -16,16 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from asr.transcript import Segment, Transcript, Word
+from asr.transcript import LOGPROB_FLOOR, NO_SPEECH_PROB, Segment, Transcript, Word, is_silence
 from voicedesk.config import AsrConfig
 from voicedesk.errors import ModelError
 
 SAMPLE_RATE = 16_000
 WINDOW_SECONDS = 30
-# The no-speech rule of faster_whisper_backend.py: Whisper invents text on silence, and
-# its no-speech estimate paired with a low average log-probability marks such windows.
-NO_SPEECH_PROB = 0.6
-LOGPROB_FLOOR = -1.0
 
 
 @contextlib.contextmanager
@@ -122,7 +118,7 @@ class TransformersWhisperTranscriber:
             if id(result) not in windows:
                 windows[id(result)] = self._window_stats(result)
             avg_logprob, no_speech_prob, _ = windows[id(result)]
-            if no_speech_prob > NO_SPEECH_PROB and avg_logprob < LOGPROB_FLOOR:
+            if is_silence(no_speech_prob, avg_logprob):
                 continue
             segment = self._segment(raw, avg_logprob, no_speech_prob)
             if segment.text:
