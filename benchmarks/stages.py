@@ -33,15 +33,25 @@ Why each measurement is taken the way it is:
   machine hits both alike and the ratio stays fair. Time to first token is
   measured through ``LLMEngine.stream``, from the call to the first text
   piece, which is the moment the pipeline could start speaking.
-  transformers' streamer releases letters at once but holds a piece that
-  ends in punctuation until the next space; the prompts' replies begin with
-  a word, so their first piece is their first token. Decode speed is
+  CTranslate2 yields every token as a piece; transformers' streamer
+  releases letters at once but holds text ending in punctuation until the
+  next space, so a reply that opens with a quote or a symbol reaches the
+  caller a token or two later. That is the engine's real latency, and it
+  shows in the p90 rather than being corrected away. Decode speed is
   (tokens - 1) / (end of stream - first piece): the prefill is excluded, and
   the end-of-sequence step is inside the window for both engines. Tokens
   are counted by re-encoding the reply with the engine's own tokenizer
   (``engine.encode``), not by counting stream pieces: CTranslate2 yields one
   piece per token but transformers' streamer merges tokens into words, so
-  pieces would undercount it and skew the ratio.
+  pieces would undercount it and skew the ratio. Time per token is reported
+  with its p90 because on a small machine the OpenMP thread hand-off makes
+  the decode rate jump between a fast and a slow mode from run to run; the
+  spread is part of the result, not noise to hide.
+* The machine's load average (before and after) and the threading
+  variables in effect (OMP_*, KMP_*, MKL_*, VOICEDESK_*) are recorded with
+  the figures: another process on a 2-core machine, or the OpenMP wait
+  policy (``import voicedesk`` sets OMP_WAIT_POLICY=PASSIVE unless the
+  environment chose one), moves them more than most engine options do.
 * TTS: Piper's real-time factor is synthesis time over the duration of the
   audio it produced; time to first audio is from the call to the first chunk,
   which Piper yields per sentence, so a two-sentence reply can start playing
@@ -80,6 +90,8 @@ DEFAULT_AUDIO_DIR = ROOT / ".." / "shared" / "data" / "asr" / "dev"
 DEFAULT_JSON = ROOT / "benchmarks" / "results" / "stages.json"
 AUDIO_SUFFIXES = (".flac", ".wav")
 STAGES = ("asr", "llm", "tts")
+THREAD_ENV_PREFIXES = ("OMP_", "GOMP_", "KMP_", "MKL_", "OPENBLAS_", "CT2_", "VOICEDESK_")
+BUSY_LOAD = 0.5  # 1-minute load average above which other work is skewing the figures
 
 # Fixed rather than read from nlu/domain, so figures stay comparable across
 # commits that edit the domain pack. Close to the pipeline's reply prompt.
@@ -190,6 +202,8 @@ def machine_info(config: Config, plan: Plan) -> dict[str, Any]:
             "tts": "onnxruntime default",
         },
         "cuda": cuda_available(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "env": {k: v for k, v in sorted(os.environ.items()) if k.startswith(THREAD_ENV_PREFIXES)},
         "python": platform.python_version(),
         "platform": platform.platform(),
         "versions": {p: version(p) for p in ("voicedesk", "faster-whisper", "ctranslate2",
@@ -272,11 +286,11 @@ class StreamRun:
     tokens: int
 
     @property
-    def tokens_per_s(self) -> float | None:
+    def s_per_token(self) -> float | None:
         window = self.total_s - self.ttft_s
         if self.tokens < 2 or window <= 0:
             return None  # one token has no decode interval to measure
-        return (self.tokens - 1) / window
+        return window / (self.tokens - 1)
 
 
 def run_stream(engine: LLMEngine, messages: Sequence[Message],
@@ -300,14 +314,19 @@ def chat(user: str) -> list[Message]:
 
 
 def summarise_llm(runs: Sequence[StreamRun], load_s: float, warmup_s: float) -> dict[str, Any]:
-    rates = [r for r in (run.tokens_per_s for run in runs) if r is not None]
+    steps = [s * 1000 for s in (run.s_per_token for run in runs) if s is not None]
     ttfts = [run.ttft_s * 1000 for run in runs]
     return {
         "load_s": round(load_s, 3),
         "warmup_s": round(warmup_s, 3),
         "ttft_ms": round(median(ttfts), 1),
         "ttft_ms_p90": round(p90(ttfts), 1),
-        "tokens_per_s": round(median(rates), 1) if rates else None,
+        # The median rate is the rate of the median step time; p90 of the step
+        # time is the slow tail, i.e. the 10th percentile of the rate.
+        "tokens_per_s": round(1000 / median(steps), 1) if steps else None,
+        "tokens_per_s_p10": round(1000 / p90(steps), 1) if steps else None,
+        "ms_per_token": round(median(steps), 2) if steps else None,
+        "ms_per_token_p90": round(p90(steps), 2) if steps else None,
         "tokens_per_reply": round(median([run.tokens for run in runs]), 1),
         "runs": len(runs),
     }
@@ -391,7 +410,8 @@ def bench_tts(config: Config, store: ModelStore, plan: Plan) -> dict[str, Any]:
                 duration = samples / synthesizer.sample_rate
                 if first is None or duration == 0:
                     raise VoicedeskError(f"TTS {config.tts.voice} produced no audio for "
-                                         f"{text!r}; check the voice with `voicedesk say`")
+                                         f"{text!r}; check the voice with `voicedesk models "
+                                         f"list` and the tts section of `voicedesk config show`")
                 firsts.append(first * 1000)
                 rtfs.append(seconds / duration)
                 spent += seconds
@@ -431,6 +451,9 @@ def render_table(results: dict[str, Any]) -> str:
         f"voicedesk stages ({m['mode']}), {m['date']}",
         f"{m['cpu']}: {m['cpus']} CPUs ({m['cpus_usable']} usable); threads asr={threads['asr']}"
         f" llm={threads['llm']} tts={threads['tts']}; cuda={m['cuda']}",
+        f"load average {m['load_average'][0]} at start, "
+        f"{m.get('load_average_end', ['?'])[0]} at end; "
+        + (" ".join(f"{k}={v}" for k, v in m["env"].items()) or "no threading variables set"),
         "",
     ]
     rows: list[tuple[str, str, str, str, str, str]] = [
@@ -456,7 +479,9 @@ def render_table(results: dict[str, Any]) -> str:
             n = str(r["runs"])
             rows += [
                 ("LLM", engine, "TTFT ms", fmt(r["ttft_ms"]), fmt(r["ttft_ms_p90"]), n),
-                ("LLM", engine, "decode tokens/s", fmt(r["tokens_per_s"]), "-", n),
+                ("LLM", engine, "decode tokens/s", fmt(r["tokens_per_s"], 1), "-", n),
+                ("LLM", engine, "decode ms/token", fmt(r["ms_per_token"]),
+                 fmt(r["ms_per_token_p90"]), n),
                 ("LLM", engine, "tokens per reply", fmt(r["tokens_per_reply"]), "-", n),
                 ("LLM", engine, "load s / warm-up s",
                  f"{fmt(r['load_s'])} / {fmt(r['warmup_s'])}", "-", "1"),
@@ -501,7 +526,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--full", action="store_true",
                         help="every recording and more repetitions (default: quick)")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON,
-                        help=f"where to write the results (default: {DEFAULT_JSON.relative_to(ROOT)})")
+                        help="where to write the results "
+                             f"(default: {DEFAULT_JSON.relative_to(ROOT)})")
     parser.add_argument("--audio-dir", type=Path, default=DEFAULT_AUDIO_DIR,
                         help="recordings (.flac, .wav, searched recursively) for the ASR RTF")
     parser.add_argument("--config", type=Path, default=None,
@@ -518,6 +544,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_config(args.config)
         store = ModelStore(config.models_dir)
         results: dict[str, Any] = {"machine": machine_info(config, plan)}
+        load = results["machine"]["load_average"][0]
+        if load > BUSY_LOAD:
+            say(f"warning: load average is {load} before starting; other work on this machine "
+                f"will slow and scatter the figures")
         started = time.perf_counter()
         if "asr" in args.stages:
             results["asr"] = bench_asr(config, store, args.audio_dir.resolve(), plan)
@@ -526,6 +556,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "tts" in args.stages:
             results["tts"] = bench_tts(config, store, plan)
         results["machine"]["wall_s"] = round(time.perf_counter() - started, 1)
+        results["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     except VoicedeskError as exc:
         print(f"stages: error: {exc}", file=sys.stderr)
         return 2
