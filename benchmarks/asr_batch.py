@@ -49,11 +49,11 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from benchlib import cpu_model, spread, version
 
 from asr.audio import load_audio
 from asr.transcriber import Transcriber, create_transcriber
@@ -144,11 +144,6 @@ def listed_recordings(audio_dir: Path) -> list[tuple[Path, str]]:
     return rows
 
 
-def spread(rows: Sequence[tuple[Path, str]], count: int | None) -> list[tuple[Path, str]]:
-    """``count`` rows evenly spaced through the list: every source and length."""
-    if count is None or count >= len(rows):
-        return list(rows)
-    return [rows[round(i * (len(rows) - 1) / max(1, count - 1))] for i in range(count)]
 
 
 def run_batch(transcriber: Transcriber, recordings: Sequence[Recording]) -> tuple[float, list[str]]:
@@ -157,21 +152,8 @@ def run_batch(transcriber: Transcriber, recordings: Sequence[Recording]) -> tupl
     return time.perf_counter() - started, texts
 
 
-def version(package: str) -> str:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return "not installed"
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def measure(title: str, engines: Sequence[Engine], store: ModelStore,

@@ -78,6 +78,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from benchlib import spread
 from tqdm import tqdm
 
 from asr.agreement import join_words
@@ -223,11 +224,6 @@ def dev_references(folder: Path) -> dict[Path, str]:
     return refs
 
 
-def spread(items: Sequence[Path], count: int | None) -> list[Path]:
-    """``count`` items evenly spaced through the sorted list: every source and length."""
-    if count is None or count >= len(items):
-        return list(items)
-    return [items[round(i * (len(items) - 1) / max(1, count - 1))] for i in range(count)]
 
 
 def dev_turns(config: Config, vad: WebRtcVad, folder: Path, count: int | None) -> list[Turn]:

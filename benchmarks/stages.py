@@ -70,11 +70,11 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from benchlib import cpu_model, spread, version
 from tqdm import tqdm
 
 from asr.audio import Audio, load_audio
@@ -163,21 +163,8 @@ def timed(build: Callable[[], Any]) -> tuple[Any, float]:
     return value, time.perf_counter() - started
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
-def version(package: str) -> str:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return "not installed"
 
 
 def cuda_available() -> bool:
@@ -226,13 +213,6 @@ def find_audio(audio_dir: Path) -> list[Path]:
     return files
 
 
-def spread(files: Sequence[Path], count: int | None) -> list[Path]:
-    """``count`` files evenly spaced through the sorted list: every source and length."""
-    if count is None or count >= len(files):
-        return list(files)
-    if count == 1:
-        return [files[0]]
-    return [files[round(i * (len(files) - 1) / (count - 1))] for i in range(count)]
 
 
 def bench_asr(config: Config, store: ModelStore, audio_dir: Path, plan: Plan) -> dict[str, Any]:
