@@ -28,7 +28,8 @@ class FasterWhisperTranscriber:
                              f"{str(exc).splitlines()[0]}") from None
         self._english_only = not self._model.model.is_multilingual
 
-    def transcribe(self, samples: np.ndarray, prompt: str | None = None) -> Transcript:
+    def transcribe(self, samples: np.ndarray, prompt: str | None = None,
+                   fallback: bool = True) -> Transcript:
         duration = len(samples) / 16_000
         if len(samples) == 0:
             return Transcript(duration=0.0)
@@ -41,6 +42,7 @@ class FasterWhisperTranscriber:
             condition_on_previous_text=False,
             initial_prompt=prompt,
             vad_filter=False,
+            **({} if fallback else {"temperature": 0.0}),
             without_timestamps=False,
         )
         out = []

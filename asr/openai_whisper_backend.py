@@ -58,7 +58,9 @@ class OpenAIWhisperTranscriber:
         self._device = "cuda" if torch.cuda.is_available() else "cpu"
         self._model = load_checkpoint(checkpoint, self._device)
 
-    def transcribe(self, samples: np.ndarray, prompt: str | None = None) -> Transcript:
+    def transcribe(self, samples: np.ndarray, prompt: str | None = None,
+                   fallback: bool = True) -> Transcript:
+        # Decodes at temperature 0 only, so ``fallback`` changes nothing here.
         import whisper
 
         duration = len(samples) / 16_000

@@ -322,7 +322,9 @@ class StreamingTranscriber:
         """One pass over the whole buffer; word times moved onto the stream's clock."""
         rate = self.sample_rate
         prompt = self.agreement.prompt(self.options.prompt_chars) or None
-        transcript = self.transcriber.transcribe(turn.samples(), prompt)
+        # No temperature fallback: a fallback pass costs 3-4 normal ones and made the
+        # first partial's p90 1.9 s; without it 0.86 s, with the same WER.
+        transcript = self.transcriber.transcribe(turn.samples(), prompt, fallback=False)
         offset, end = turn.buffer_start / rate, turn.end / rate
         words = tuple(_shift(w, offset, end) for w in transcript.words)
         turn.passes += 1

@@ -17,7 +17,11 @@ class Transcriber(Protocol):
 
     name: str
 
-    def transcribe(self, samples: np.ndarray, prompt: str | None = None) -> Transcript: ...
+    def transcribe(self, samples: np.ndarray, prompt: str | None = None,
+                   fallback: bool = True) -> Transcript:
+        """``fallback``: re-decode at higher temperatures when a pass looks unreliable
+        (faster-whisper's default); streaming passes turn it off to bound latency."""
+        ...
 
 
 def create_transcriber(config: AsrConfig, models: ModelStore) -> Transcriber:

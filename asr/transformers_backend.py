@@ -72,7 +72,9 @@ class TransformersWhisperTranscriber:
         self._sot = int(generation.decoder_start_token_id)
         self._no_speech = int(generation.no_timestamps_token_id) - 1
 
-    def transcribe(self, samples: np.ndarray, prompt: str | None = None) -> Transcript:
+    def transcribe(self, samples: np.ndarray, prompt: str | None = None,
+                   fallback: bool = True) -> Transcript:
+        # Decodes at temperature 0 only, so ``fallback`` changes nothing here.
         duration = len(samples) / SAMPLE_RATE
         if len(samples) == 0:
             return Transcript(duration=0.0)

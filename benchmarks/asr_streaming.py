@@ -4,7 +4,6 @@ Run from the repository root::
 
     python benchmarks/asr_streaming.py           # quick: a few minutes on 2 cores
     python benchmarks/asr_streaming.py --full    # every recording, more runs
-    python benchmarks/asr_streaming.py --no-fallback   # what-if, see below
 
 It prints a table (medians over runs) and writes every figure, per run, as
 JSON (``--json``, default ``benchmarks/results/asr_streaming.json``).
@@ -53,11 +52,9 @@ each frame (the final pass is taken in the pause before the endpoint), and
 ``no-hints`` does not (``end_turn`` runs the final pass). The VAD decisions
 are computed before the clock starts: they are the VAD stage's cost.
 
-``--no-fallback`` is a what-if for a backend change: faster-whisper decodes
-again at higher temperatures when a pass looks unsure (mean log-probability
-under -1), which streaming passes over speech cut mid-word often do, and
-such a pass costs 3-4 normal ones. The backend has no switch for it yet, so
-the flag patches the loaded model for this run, offline passes included.
+Streaming passes decode without temperature fallback (it cost 3-4 normal
+passes on speech cut mid-word); the offline baseline keeps the backend's
+default, fallback included.
 """
 
 from __future__ import annotations
@@ -65,7 +62,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
-import functools
 import json
 import os
 import platform
@@ -156,10 +152,11 @@ class TimedTranscriber:
         self.name = inner.name
         self.durations: list[float] = []
 
-    def transcribe(self, samples: np.ndarray, prompt: str | None = None) -> Transcript:
+    def transcribe(self, samples: np.ndarray, prompt: str | None = None,
+                   fallback: bool = True) -> Transcript:
         started = time.perf_counter()
         try:
-            return self.inner.transcribe(samples, prompt)
+            return self.inner.transcribe(samples, prompt, fallback)
         finally:
             self.durations.append(time.perf_counter() - started)
 
@@ -387,8 +384,7 @@ def render_table(results: dict[str, Any]) -> str:
     m = results["machine"]
     lines = [f"voicedesk streaming ASR ({m['mode']}, median of {m['runs']} runs), {m['date']}",
              f"{m['cpu']}: {m['cpus']} CPUs, load average {m['load_average_1min']} at start, "
-             f"{m['load_average_1min_end']} at end; {m['asr']}"
-             + ("" if m["temperature_fallback"] else ", WITHOUT temperature fallback (what-if)"),
+             f"{m['load_average_1min_end']} at end; {m['asr']}",
              f"{results['turns']} turns, {results['audio_s']} s of turn audio; options "
              + ", ".join(f"{k}={v}" for k, v in m["options"].items()), ""]
     header = ["metric"] + [f"{mode} median" for mode in MODES] + [f"{mode} p90" for mode in
@@ -426,26 +422,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--min-chunk-s", type=float, default=defaults.min_chunk_s)
     parser.add_argument("--first-chunk-s", type=float, default=defaults.first_chunk_s)
     parser.add_argument("--pause-s", type=float, default=defaults.pause_s)
-    parser.add_argument("--no-fallback", action="store_true",
-                        help="what-if: decode at temperature 0 only, without faster-whisper's "
-                             "temperature fallback (the backend has no option for it yet)")
     return parser.parse_args(argv)
 
 
-def without_fallback(transcriber: Transcriber) -> None:
-    """Make faster-whisper decode once, greedily, however unsure it is.
-
-    faster-whisper re-decodes at temperatures 0.2 ... 1.0 when a pass's mean
-    log-probability is under -1 or its text too repetitive. Streaming passes
-    hear speech cut mid-word, which often looks unsure, and then cost 3-4 times
-    a normal pass. The backend offers no switch, so this what-if reaches into it;
-    offline passes in the same run are made the same way, like with like.
-    """
-    model = getattr(transcriber, "_model", None)
-    if model is None or not hasattr(model, "transcribe"):
-        raise VoicedeskError(f"--no-fallback works with the faster-whisper backend only, "
-                             f"not {transcriber.name}")
-    model.transcribe = functools.partial(model.transcribe, temperature=0.0)
 
 
 def turn_figures(run: TurnRun) -> dict[str, Any]:
@@ -502,12 +481,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                         plan.dev_files)
         say(f"{len(turns)} turns; loading {config.asr.backend} {config.asr.model}")
         transcriber = create_transcriber(config.asr, ModelStore(config.models_dir))
-        if args.no_fallback:
-            without_fallback(transcriber)
         transcriber.transcribe(turns[0].samples)  # first-call costs are not streaming's
         started = time.perf_counter()
         results: dict[str, Any] = {"machine": machine_info(config, plan, options)}
-        results["machine"]["temperature_fallback"] = not args.no_fallback
         results.update(measure(transcriber, options, turns, plan))
         results["machine"]["wall_s"] = round(time.perf_counter() - started, 1)
         results["machine"]["load_average_1min_end"] = round(os.getloadavg()[0], 2)

@@ -173,11 +173,14 @@ class CountingTranscriber:
         self.name = inner.name
         self.passes = 0
         self.longest_s = 0.0
+        self.fallbacks = 0  # passes that allowed temperature fallback
 
-    def transcribe(self, samples: np.ndarray, prompt: str | None = None) -> Transcript:
+    def transcribe(self, samples: np.ndarray, prompt: str | None = None,
+                   fallback: bool = True) -> Transcript:
         self.passes += 1
         self.longest_s = max(self.longest_s, len(samples) / SPEECH_RATE)
-        return self.inner.transcribe(samples, prompt)
+        self.fallbacks += fallback
+        return self.inner.transcribe(samples, prompt, fallback)
 
 
 @dataclass
@@ -338,3 +341,11 @@ def test_reset_at_puts_the_next_turn_on_the_calls_clock(
     streamer.push(np.zeros(FRAME, dtype=np.int16), voiced=False)
     final = streamer.end_turn()[-1]
     assert isinstance(final, Final) and (final.start, final.end) == (12.5, 12.52)
+
+
+def test_streaming_passes_never_wait_for_a_temperature_fallback(
+        transcriber: CountingTranscriber, first_turn) -> None:
+    counting = CountingTranscriber(transcriber.inner)
+    stream(StreamingTranscriber(counting), first_turn[0])
+    assert counting.passes > 0
+    assert counting.fallbacks == 0
