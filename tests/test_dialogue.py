@@ -142,3 +142,15 @@ def test_simulate_audio_mode_hears_the_caller_through_asr(tmp_path: Path, home: 
     data = json.loads((tmp_path / "r.json").read_text())
     heard = [t["caller"] for t in data["calls"][0]["turns"]]
     assert result.returncode == 0, (result.stdout, heard)
+
+
+def test_a_request_repeated_without_the_answer_is_explained_then_escalated(assistant) -> None:
+    manager = assistant.dialogue(crm_for_suite())
+    state = manager.start()
+    first = manager.handle(state, text="Why is my bill so high this month?")
+    assert "account number" in first.reply
+    second = manager.handle(state, text="There is a roaming charge on my bill I don't understand")
+    assert second.reply.startswith("I can help with that, but I need this first.")
+    manager.handle(state, text="Can you just take that charge off my bill?")
+    last = manager.handle(state, text="I want the charge removed from my bill")
+    assert last.handoff and "account number" in manager.summary(state)["handoff_reason"]

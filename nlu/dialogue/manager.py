@@ -128,6 +128,8 @@ class DialogueManager:
             source = self._run(state, said, text)
         elif self._unclear(state, intent, confidence):
             self._misunderstood(state, said)
+        elif state.pending and intent == state.flow:
+            self._unanswered(state, said)  # the same request again, without the answer
         else:
             state.misunderstandings = 0
             if state.offered_handoff and NO.search(text):
@@ -356,6 +358,16 @@ class DialogueManager:
             said.append(self.domain.slots[state.pending].prompt)
         else:
             said.append("Could you tell me briefly what you're calling about?")
+
+    def _unanswered(self, state: DialogueState, said: list[str]) -> None:
+        """The caller repeats the request instead of answering: explain, then escalate."""
+        slot = state.pending or ""
+        state.misunderstandings += 1
+        if state.misunderstandings > self.policy.max_misunderstandings:
+            self._handoff(state, said, f"caller did not give the {slot.replace('_', ' ')}")
+            return
+        said.append("I can help with that, but I need this first.")
+        said.append(self.domain.slots[slot].prompt)
 
     def _handoff(self, state: DialogueState, said: list[str], reason: str) -> None:
         state.handoff, state.handoff_reason = True, reason
