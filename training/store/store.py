@@ -35,6 +35,7 @@ class TurnRecord:
     latency_ms: dict[str, float] = field(default_factory=dict)
     slots: dict[str, str] = field(default_factory=dict)
     reply_source: str = "flow"
+    redactions: dict[str, int] = field(default_factory=dict)
 
 
 class CallStore:
