@@ -82,6 +82,24 @@ class NluConfig:
 
 
 @dataclass
+class TelephonyConfig:
+    """Gateways to phone systems (`voicedesk serve`) and how calls leave them."""
+
+    sip: str = ""  # HOST:PORT to listen for SIP over UDP; empty: off unless --sip
+    audiosocket: str = ""  # HOST:PORT for Asterisk AudioSocket (TCP)
+    websocket: str = ""  # HOST:PORT for Twilio media streams and raw-PCM audio forks
+    public_address: str = ""  # address put in SDP and Contact; empty: the listening one
+    rtp_ports: str = "20000-20999"  # UDP range for RTP media
+    # Where a call goes when the assistant hands it to a person: a SIP URI for REFER
+    # (sip:agents@pbx.example.com), or a number/URI the WebSocket side is told to dial.
+    transfer_target: str = ""
+    summary_webhook: str = ""  # POST the call summary (JSON) here on transfer; empty: off
+    registrar: str = ""  # optional SIP trunk or registrar to REGISTER with (sip:host:port)
+    username: str = ""
+    password_env: str = "VOICEDESK_SIP_PASSWORD"  # the password's environment variable
+
+
+@dataclass
 class DatabaseConfig:
     url: str = ""  # empty: a SQLite file in VOICEDESK_HOME
 
@@ -94,6 +112,7 @@ class Config:
     tts: TtsConfig = field(default_factory=TtsConfig)
     vad: VadConfig = field(default_factory=VadConfig)
     nlu: NluConfig = field(default_factory=NluConfig)
+    telephony: TelephonyConfig = field(default_factory=TelephonyConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     source: str = "defaults"  # where the file part came from, for `config show`
 
