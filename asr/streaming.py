@@ -245,6 +245,10 @@ class StreamingTranscriber:
             turn.silence = 0
             turn.speech_since_pass = turn.heard_speech = True
 
+    def due(self) -> bool:
+        """Would ``poll`` run a Whisper pass now? Cheap: lets a loop keep passes off its thread."""
+        return self._turn is not None and self._due(self._turn)
+
     def poll(self) -> list[StreamEvent]:
         """Run a Whisper pass if one is due; return what it changed (often nothing)."""
         turn = self._turn

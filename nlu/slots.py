@@ -299,5 +299,15 @@ def _address(text: str, keywords: tuple[str, ...], expected: bool) -> str | None
     if expected:
         value = re.sub(r"^(it'?s|it is|i live (at|on|in)|that'?s|the address is)\s+", "",
                        text.strip(" .,!?"), flags=re.I)
+        if not set(re.findall(r"[a-z0-9']+", value.lower())) - _NOT_AN_ADDRESS:
+            return None  # "thank you, goodbye" answers nothing
         return value or None
     return None
+
+
+# Words that can make up a whole reply without naming any place.
+_PLEASANTRIES = (
+    "thank thanks you goodbye bye yes yeah no nope ok okay sure please sorry hello hi hey "
+    "that's it's all for now right fine great cheers never mind i don't know what pardon "
+    "repeat again")
+_NOT_AN_ADDRESS = frozenset(_PLEASANTRIES.split())

@@ -67,6 +67,11 @@ class VadConfig:
     min_speech_ms: int = 250  # shorter bursts are noise, not a turn
     end_silence_ms: int = 700  # silence that ends a turn
     padding_ms: int = 150  # audio kept either side of the speech
+    # Live calls end a turn on silence AND words: a turn whose words sound finished ("what
+    # is my balance?") ends after the short silence; one that stops mid-sentence ("my
+    # account number is") waits for the long one; end_silence_ms when the words are unclear.
+    end_silence_complete_ms: int = 300
+    end_silence_incomplete_ms: int = 1200
 
 
 @dataclass
@@ -79,6 +84,22 @@ class NluConfig:
     # default: the untuned 135M model's drafts pass the check 16 times in 57, at 1.4 s each.
     llm_wording: bool = False
     history_turns: int = 3
+
+
+@dataclass
+class CallConfig:
+    """Turn-taking in live calls (`voicedesk serve`, `talk`, the latency benchmark)."""
+
+    # Prepare the reply from the transcript of a pause, before the endpoint fires; kept
+    # only if the final transcript is the same, and only for turns that change nothing.
+    early_start: bool = True
+    barge_in_ms: int = 120  # caller speech over a reply that pauses it (not echo, not noise)
+    # A pause that turns out to be a backchannel ("mhm", "okay") or a noise resumes the reply.
+    backchannels: str = "mhm,mm,hmm,uh huh,yeah,yes,yep,okay,ok,right,sure,alright,i see"
+    no_input_s: float = 8.0  # silence after a reply before the caller is prompted again
+    no_input_prompts: int = 1  # prompts before a polite hang-up
+    dtmf_timeout_s: float = 3.0  # keypad digits end with # or after this pause
+    first_piece_words: int = 8  # split a long first sentence at a comma for an earlier start
 
 
 @dataclass
@@ -112,6 +133,7 @@ class Config:
     tts: TtsConfig = field(default_factory=TtsConfig)
     vad: VadConfig = field(default_factory=VadConfig)
     nlu: NluConfig = field(default_factory=NluConfig)
+    call: CallConfig = field(default_factory=CallConfig)
     telephony: TelephonyConfig = field(default_factory=TelephonyConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     source: str = "defaults"  # where the file part came from, for `config show`

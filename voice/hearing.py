@@ -1,0 +1,98 @@
+"""Stage 2: streaming Whisper over each caller turn: partials while they speak, a final at the end.
+
+Passes run in the shared inference pool: partials at background priority (a
+refinement nobody waits on), the final at urgent priority (the caller is
+waiting for the reply). The partial taken in a pause is marked stable: it is
+what the endpointer judges the words by, and what an early start works from.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+from asr.streaming import Final, Partial, StreamingOptions, StreamingTranscriber
+from voice.context import CallContext
+from voice.frames import CallerAudio16k, Frame, SpeechStarted, Transcript, TurnEnded
+from voice.pipeline import Stage
+from voice.pool import BACKGROUND, URGENT
+
+PREROLL_S = 1.0
+MAX_LAG_S = 0.15  # skip partial passes while the stage is this far behind the line
+
+
+class Hearing(Stage):
+    name = "hearing"
+
+    def __init__(self, ctx: CallContext, options: StreamingOptions | None = None) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self.stream = StreamingTranscriber(ctx.assistant.transcriber, options)
+        self._preroll: deque[CallerAudio16k] = deque()
+        self._in_turn = False
+        self._turn_audio: list[np.ndarray] = []
+        self._silence_s = 0.0
+        self._text = ""  # the turn's latest partial
+
+    async def process(self, frame: Frame) -> None:
+        if isinstance(frame, CallerAudio16k):
+            if not self._in_turn:
+                self._preroll.append(frame)
+                while self._preroll and frame.t - self._preroll[0].t > PREROLL_S:
+                    self._preroll.popleft()
+                return
+            await self._hear(frame)
+        elif isinstance(frame, SpeechStarted):
+            self._in_turn = True
+            self._turn_audio = []
+            self._text = ""
+            kept = [f for f in self._preroll if f.t + len(f.samples) / 16_000 > frame.t]
+            self.stream.reset(kept[0].t if kept else frame.t)
+            for old in kept:
+                self._feed(old)
+            self._preroll.clear()
+            await self.push(frame)
+        elif isinstance(frame, TurnEnded) and self._in_turn:
+            self._in_turn = False
+            events = await self.ctx.pool.run(URGENT, self.stream.end_turn)
+            final = next(e for e in events if isinstance(e, Final))
+            words = final.words
+            confidence = float(np.mean([w.probability for w in words])) if words else 0.0
+            audio = (np.concatenate(self._turn_audio) if self._turn_audio
+                     else np.zeros(0, dtype=np.float32))
+            self.ctx.latest_partial, self.ctx.latest_partial_t = "", 0.0
+            await self.push(frame)
+            await self.push(Transcript(final.text, True, self.ctx.clock.now(), words=words,
+                                       confidence=confidence, start=frame.start,
+                                       speech_end=frame.speech_end, endpoint=frame.t,
+                                       audio=audio))
+        else:
+            await self.push(frame)
+
+    def _feed(self, frame: CallerAudio16k) -> None:
+        self.stream.push(frame.samples, frame.voiced)
+        self._turn_audio.append(frame.samples)
+        self._silence_s = 0.0 if frame.voiced else self._silence_s + len(frame.samples) / 16_000
+
+    async def _hear(self, frame: CallerAudio16k) -> None:
+        self._feed(frame)
+        behind = self.ctx.clock.now() - (frame.t + len(frame.samples) / 16_000)
+        if not self.stream.due():
+            self.stream.poll()  # no pass: at most a trim, cheap enough for this thread
+            return
+        if behind > MAX_LAG_S and self._silence_s == 0:
+            return  # busy machine, audio queued up: catch up first (the final is never skipped)
+        pause = self._silence_s >= self.stream.options.pause_s
+        events = await self.ctx.pool.run(URGENT if pause else BACKGROUND, self.stream.poll)
+        if not self._in_turn:
+            return
+        changed = False
+        for event in events:
+            if isinstance(event, Partial):
+                self._text, changed = event.text, True
+        # Even an unchanged text is news: it now covers the audio up to the pause.
+        self.ctx.latest_partial, self.ctx.latest_partial_t = self._text, self.stream.time
+        self.ctx.partial_stable = pause
+        if changed or pause:
+            await self.push(Transcript(self._text, False, self.ctx.clock.now(), stable=pause))

@@ -1,0 +1,160 @@
+"""Stage 1: voice activity, turn endpoints and barge-in, frame by frame on the event loop.
+
+Everything here is cheap (webrtcvad is microseconds per frame) and so runs
+inline, never behind a model: this is what must react within 200 ms when a
+caller talks over the assistant.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+
+import numpy as np
+
+from asr.audio import resample
+from voice.context import CallContext
+from voice.echo import RATE as ECHO_RATE
+from voice.echo import EchoGate
+from voice.frames import (
+    CallerAudio16k,
+    Frame,
+    Hangup,
+    Interruption,
+    InterruptionCancelled,
+    SpeechStarted,
+    TurnEnded,
+)
+from voice.pipeline import Stage
+from voice.vad import create_vad
+
+SPEECH_RATE = 16_000
+NOISE_MARGIN = 3.0  # about 10 dB above the noise floor
+
+# Words after which a sentence cannot be over: the caller is still talking.
+_CONTINUES_TEXT = (
+    "a an the and or but so because if to of for from with at in on by as my our your his her "
+    "their its is are was were be am it's i'm that's um uh er erm like then than number numbers "
+    "account pin code which who what's about into"
+)
+_CONTINUES = frozenset(_CONTINUES_TEXT.split())
+_WORD = re.compile(r"[a-z0-9']+")
+
+
+def sounds_finished(text: str) -> bool | None:
+    """Do these words end a turn? None: no words to judge by."""
+    words = _WORD.findall(text.lower())
+    if not words:
+        return None
+    if text.rstrip().endswith(("?", "!")):
+        return True
+    return not (words[-1] in _CONTINUES or text.rstrip().endswith((",", "-", "...")))
+
+
+class Listening(Stage):
+    name = "listening"
+
+    def __init__(self, ctx: CallContext) -> None:
+        super().__init__()
+        self.ctx = ctx
+        vad_config = ctx.config.vad
+        self.vad = create_vad(vad_config)
+        self.frame_ms = self.vad.frame_ms
+        self.frame = SPEECH_RATE * self.frame_ms // 1000
+        self.echo = EchoGate(ctx.reference)
+        self._pending = np.zeros(0, dtype=np.float32)
+        self._t = 0.0  # line time of the start of _pending
+        self._recent: deque[bool] = deque(maxlen=max(1, round(vad_config.min_speech_ms
+                                                               / self.frame_ms)))
+        self._barge: deque[bool] = deque(maxlen=max(2, round(ctx.config.call.barge_in_ms
+                                                             / self.frame_ms) + 1))
+        self.in_turn = False
+        self.turn_start = 0.0
+        self.last_voiced = 0.0
+        self.padding = vad_config.padding_ms / 1000
+        self.ends = (vad_config.end_silence_complete_ms / 1000,
+                     vad_config.end_silence_ms / 1000,
+                     vad_config.end_silence_incomplete_ms / 1000)
+        self._pause_since = 0.0  # barge-in pause: when the caller went quiet again
+        # Background noise and babble that webrtcvad calls speech: a frame must also stand
+        # out from the line's noise floor (a low percentile of the last few seconds).
+        self._levels: deque[float] = deque(maxlen=round(5000 / self.frame_ms))
+
+    async def process(self, frame: Frame) -> None:
+        if isinstance(frame, CallerAudio16k):
+            self._pending = np.concatenate([self._pending, frame.samples])
+            if len(self._pending) == len(frame.samples):
+                self._t = frame.t
+            while len(self._pending) >= self.frame:
+                chunk, self._pending = self._pending[:self.frame], self._pending[self.frame:]
+                t = self._t
+                self._t += self.frame / SPEECH_RATE
+                await self._frame(chunk, t)
+        elif isinstance(frame, Hangup):
+            if self.in_turn:  # what the caller said before hanging up is still a turn
+                self.in_turn = False
+                await self.push(TurnEnded(self.turn_start, self.last_voiced, frame.t))
+        else:
+            await self.push(frame)
+
+    async def _frame(self, chunk: np.ndarray, t: float) -> None:
+        end = t + self.frame_ms / 1000
+        self.echo.push(resample(chunk, SPEECH_RATE, ECHO_RATE), end)
+        voiced = self.vad.is_speech(chunk, SPEECH_RATE) and self._above_floor(chunk)
+        if voiced and self.echo.active() and self.echo.is_echo():
+            voiced = False  # our own voice coming back
+        await self.push(CallerAudio16k(chunk, t, voiced))
+        await self._barge_in(voiced, t, end)
+        self._recent.append(voiced)
+        if voiced:
+            self.last_voiced = end
+        if not self.in_turn:
+            full = len(self._recent) == self._recent.maxlen
+            if full and sum(self._recent) >= 0.8 * len(self._recent):
+                first = len(self._recent) - 1 - list(self._recent).index(True)
+                self.in_turn = True
+                self.turn_start = max(0.0, t - first * self.frame_ms / 1000 - self.padding)
+                await self.push(SpeechStarted(self.turn_start, self.ctx.speaking()))
+            return
+        silence = end - self.last_voiced
+        if silence < self.ends[0]:
+            return
+        finished = sounds_finished(self.ctx.latest_partial)
+        if finished and self.ctx.latest_partial_t < self.last_voiced - 0.05:
+            finished = None  # older words: the last ones may be missing, so no early end
+        need = self.ends[1] if finished is None else self.ends[0] if finished else self.ends[2]
+        if silence >= need:
+            self.in_turn = False
+            self._recent.clear()
+            await self.push(TurnEnded(self.turn_start, min(end, self.last_voiced + self.padding),
+                                      end))
+
+    def _above_floor(self, chunk: np.ndarray) -> bool:
+        level = float(np.sqrt(np.mean(chunk.astype(np.float64) ** 2)))
+        self._levels.append(level)
+        if len(self._levels) < 10:
+            return True
+        floor = float(np.percentile(self._levels, 10))
+        return level > max(NOISE_MARGIN * floor, 1e-4)
+
+    async def _barge_in(self, voiced: bool, t: float, end: float) -> None:
+        """Pause the reply as soon as the caller really talks over it (see module docstring)."""
+        ctx = self.ctx
+        self._barge.append(voiced)
+        if not ctx.interrupted:
+            if ctx.transport.pending_s > 0 and len(self._barge) == self._barge.maxlen \
+                    and sum(self._barge) >= len(self._barge) - 1:
+                ctx.interrupted = True
+                ctx.barge_ins += 1
+                self._pause_since = 0.0
+                await self.broadcast(Interruption(end))
+            return
+        # Paused: a burst too short to become a turn (a cough, a click) resumes the reply.
+        if voiced:
+            self._pause_since = 0.0
+        elif not self.in_turn:
+            self._pause_since = self._pause_since or end
+            if end - self._pause_since >= self.ends[0]:
+                ctx.interrupted = False
+                ctx.false_barge_ins += 1
+                await self.broadcast(InterruptionCancelled(end))
