@@ -60,6 +60,7 @@ class CallContext:
     latest_partial: str = ""
     latest_partial_t: float = 0.0
     partial_stable: bool = False
+    speech_ready: dict[str, np.ndarray] = field(default_factory=dict)  # text -> line audio
     greeting: str = ""
     ended: str = ""  # why the call ended, once it has
     barge_ins: int = 0

@@ -10,6 +10,7 @@ partial passes that have gone stale can be dropped instead of run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import os
@@ -82,11 +83,12 @@ class InferencePool:
                 if job.future.cancelled():
                     continue  # the call went away or the guess went stale
                 try:
-                    result = job.fn()
+                    result, error = job.fn(), None
                 except BaseException as exc:  # handed to the awaiting call, not lost
-                    job.loop.call_soon_threadsafe(_settle, job.future, None, exc)
-                else:
-                    job.loop.call_soon_threadsafe(_settle, job.future, result, None)
+                    result, error = None, exc
+                # RuntimeError: the call's event loop is gone, so nobody is waiting.
+                with contextlib.suppress(RuntimeError):
+                    job.loop.call_soon_threadsafe(_settle, job.future, result, error)
             finally:
                 with self._cond:
                     self.busy -= 1

@@ -34,6 +34,13 @@ from voice.pool import URGENT
 log = logging.getLogger(__name__)
 
 
+def synthesize_for_line(ctx: CallContext, text: str) -> np.ndarray:
+    """Speech for ``text`` at the line's rate (8 kHz telephony, 16/24/48 kHz clients)."""
+    synth = ctx.assistant.synthesizer
+    chunks = [resample(c, synth.sample_rate, ctx.line_rate) for c in synth.synthesize(text)]
+    return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
+
+
 class Speech(Stage):
     name = "speech"
 
@@ -42,16 +49,15 @@ class Speech(Stage):
         self.ctx = ctx
 
     def _synthesize(self, text: str) -> np.ndarray:
-        synth = self.ctx.assistant.synthesizer
-        chunks = [resample(c, synth.sample_rate, self.ctx.line_rate)
-                  for c in synth.synthesize(text)]
-        return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
+        return synthesize_for_line(self.ctx, text)
 
     async def process(self, frame: Frame) -> None:
         if isinstance(frame, ReplyText):
             if frame.turn != self.ctx.current_turn or self.ctx.ended:
                 return  # a reply the caller has already talked over, or hung up on
-            audio = await self.ctx.pool.run(URGENT, self._synthesize, frame.text)
+            audio = self.ctx.speech_ready.pop(frame.text, None)  # made by an early start
+            if audio is None:
+                audio = await self.ctx.pool.run(URGENT, self._synthesize, frame.text)
             if frame.turn != self.ctx.current_turn:
                 return
             await self.push(ReplyAudio(frame.turn, frame.index, frame.text, audio, frame.last))
@@ -170,7 +176,7 @@ class Playback(Stage):
     async def _reply_done(self, turn: int) -> None:
         while self.ctx.transport.pending_s > 0 or self.ctx.interrupted:
             await asyncio.sleep(0.02)
-            if turn != self.ctx.current_turn:
+            if turn != self.ctx.current_turn or self.ctx.ended:
                 return
         self._account()
         if turn == self.ctx.current_turn:
@@ -179,7 +185,7 @@ class Playback(Stage):
     async def _end(self, frame: EndCall) -> None:
         ctx = self.ctx
         await asyncio.sleep(0.05)
-        while ctx.reply_active or ctx.transport.pending_s > 0:
+        while (ctx.reply_active or ctx.transport.pending_s > 0) and not ctx.ended:
             await asyncio.sleep(0.02)
         self._account(final=True)
         if frame.transfer:

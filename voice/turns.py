@@ -40,6 +40,7 @@ from voice.frames import (
 from voice.pipeline import Stage
 from voice.pool import URGENT
 from voice.sentences import split_sentences
+from voice.speaking import synthesize_for_line
 
 log = logging.getLogger(__name__)
 _WORDS = re.compile(r"[a-z0-9']+")
@@ -144,8 +145,18 @@ class TurnManager(Stage):
             return
         if self._early:
             self._early[1].cancel()
-        task = asyncio.ensure_future(self.ctx.pool.run(URGENT, self._try_early, text))
+        task = asyncio.ensure_future(self._early_reply(text))
         self._early = (key, task)
+
+    async def _early_reply(self, text: str) -> tuple[DialogueState, TurnOutcome] | None:
+        """Decide the reply on a copy of the state and voice its first piece, in advance."""
+        result = await self.ctx.pool.run(URGENT, self._try_early, text)
+        if result is not None:
+            pieces = first_pieces(result[1].reply, self.ctx.config.call.first_piece_words)
+            if pieces and pieces[0] not in self.ctx.speech_ready:
+                audio = await self.ctx.pool.run(URGENT, synthesize_for_line, self.ctx, pieces[0])
+                self.ctx.speech_ready[pieces[0]] = audio
+        return result
 
     async def _final(self, frame: Transcript) -> None:
         text = frame.text.strip()
@@ -181,6 +192,7 @@ class TurnManager(Stage):
                 log_entry.early_start = True
         elif early is not None:
             early[1].cancel()
+            self.ctx.speech_ready.clear()
         if outcome is None:
             outcome = await self.ctx.pool.run(URGENT, self._handle, text)
         log_entry.latency_ms["llm_first_token_ms"] = _ms(time.perf_counter() - started)
