@@ -5,9 +5,12 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 "$here/scripts/setup.sh" || exit 1
 # Debian packages the tests use, installed in one apt transaction when missing (as root):
 # espeak-ng, the simulated caller's voice in `voicedesk simulate --audio`; postgresql, the
-# server that tests/pg_server.py starts (initdb, pg_ctl) so the store is tested on it too.
+# server that tests/pg_server.py starts (initdb, pg_ctl) so the store is tested on it too;
+# sip-tester (SIPp) and baresip, the real SIP peers that call the SIP gateway.
 packages=()
 command -v espeak-ng >/dev/null 2>&1 || packages+=(espeak-ng)
+command -v sipp >/dev/null 2>&1 || packages+=(sip-tester)
+command -v baresip >/dev/null 2>&1 || packages+=(baresip)
 compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null || packages+=(postgresql)
 if [ "${#packages[@]}" -gt 0 ] && [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
