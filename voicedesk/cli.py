@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from training.data.cli import register as register_data
 from voicedesk.config import Config, load_config, render_toml
 from voicedesk.errors import VoicedeskError
 
@@ -318,6 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
         func=cmd_models_list)
     models_sub.add_parser("prepare", help="prepare the configured models now").set_defaults(
         func=cmd_models_prepare)
+    register_data(sub)
     return parser
 
 

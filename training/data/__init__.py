@@ -1,0 +1,1 @@
+"""Turning stored calls into training data: cleaning, PII redaction, annotation, datasets."""
