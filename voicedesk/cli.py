@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 
 from training.data.cli import register as register_data
+from voice.mic import register as register_talk
+from voice.serve import register as register_serve
 from voicedesk.config import Config, load_config, render_toml
 from voicedesk.errors import VoicedeskError
 
@@ -320,6 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
     models_sub.add_parser("prepare", help="prepare the configured models now").set_defaults(
         func=cmd_models_prepare)
     register_data(sub)
+    register_serve(sub)
+    register_talk(sub)
     return parser
 
 

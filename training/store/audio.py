@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,8 @@ class AudioStore:
         path = self.path_for(digest)
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            # Per thread too: concurrent calls store the same greeting audio at once.
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
             sf.write(str(tmp), pcm, sample_rate, format="FLAC", subtype="PCM_16")
             os.replace(tmp, path)
         return digest
