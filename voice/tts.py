@@ -1,4 +1,10 @@
-"""The speech-synthesis interface every TTS backend implements."""
+"""The speech-synthesis interface every TTS backend implements.
+
+Backends: Piper (the default, a bundled voice), Coqui TTS (an optional extra that runs
+in its own Python environment: ``voice/coqui_tts.py``) and espeak-ng (no model files at
+all: the fallback). Each speaks at its own rate; the call loop resamples to the line's
+(``asr.audio.resample``: 8 kHz telephony, 16/24/48 kHz clients).
+"""
 
 from __future__ import annotations
 
@@ -31,4 +37,9 @@ def create_synthesizer(config: TtsConfig, models: ModelStore) -> Synthesizer:
 
         voice = config.voice if config.voice != TtsConfig.voice else "en-us"
         return EspeakSynthesizer(voice)
-    raise ConfigError(f"unknown tts.backend {config.backend!r}; available: piper, espeak-ng")
+    if config.backend == "coqui":
+        from voice.coqui_tts import CoquiSynthesizer
+
+        return CoquiSynthesizer(config)
+    raise ConfigError(f"unknown tts.backend {config.backend!r}; available: piper, coqui, "
+                      f"espeak-ng")

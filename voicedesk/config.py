@@ -55,15 +55,20 @@ class LlmConfig:
 @dataclass
 class TtsConfig:
     backend: str = "piper"
-    voice: str = "en_US-joe-medium"
+    voice: str = "en_US-joe-medium"  # backend coqui: a Coqui model name or folder instead
     length_scale: float = 1.0
+    # backend = "coqui": Coqui TTS runs in its own environment (it needs torchaudio, which
+    # the default torch lacks): that environment's python, e.g. /opt/coqui/bin/python.
+    coqui_python: str = ""
+    coqui_speaker: str = ""  # for multi-speaker Coqui models (e.g. p225 for VCTK)
 
 
 @dataclass
 class VadConfig:
     backend: str = "webrtcvad"
     aggressiveness: int = 2  # webrtcvad mode, 0 (lenient) to 3 (strict)
-    frame_ms: int = 30
+    frame_ms: int = 30  # webrtcvad's frame; Silero's is fixed at 32 ms
+    silero_threshold: float = 0.5  # backend silero: speech probability that counts as speech
     min_speech_ms: int = 250  # shorter bursts are noise, not a turn
     end_silence_ms: int = 700  # silence that ends a turn
     padding_ms: int = 150  # audio kept either side of the speech
