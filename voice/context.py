@@ -41,6 +41,7 @@ class TurnLog:
     interrupted: bool = False
     reply_audio: list[np.ndarray] = field(default_factory=list)  # line rate, as played
     early_start: bool = False  # the reply was prepared before the endpoint fired
+    redactions: dict[str, int] = field(default_factory=dict)  # removed before storage
     latency_ms: dict[str, float] = field(default_factory=dict)
 
 
@@ -60,6 +61,7 @@ class CallContext:
     latest_partial: str = ""
     latest_partial_t: float = 0.0
     partial_stable: bool = False
+    redacted: list[tuple[float, float]] = field(default_factory=list)  # silenced, line time
     speech_ready: dict[str, np.ndarray] = field(default_factory=dict)  # text -> line audio
     greeting: str = ""
     ended: str = ""  # why the call ended, once it has

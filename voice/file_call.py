@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from asr.audio import SPEECH_RATE, Audio, load_audio
-from asr.transcript import Transcript
+from asr.transcript import Segment, Transcript, Word
 from nlu.crm.demo import DemoCRM
 from nlu.dialogue.manager import DialogueManager
 from nlu.dialogue.state import DialogueState, TurnOutcome
@@ -39,6 +39,7 @@ class TurnResult:
     reply: SpokenReply
     reply_source: str  # "flow" or "llm"
     latency_ms: dict[str, float]
+    redactions: dict[str, int]  # card numbers removed before anything saw the turn
 
 
 @dataclass
@@ -129,6 +130,7 @@ def _run_turn(assistant: Assistant, manager: DialogueManager, state: DialogueSta
     started = time.perf_counter()
     transcript = assistant.transcriber.transcribe(caller.slice(span.start, span.end))
     asr_ms = (time.perf_counter() - started) * 1000
+    transcript, redactions = _scrub_cards(transcript, caller, span)
     if not transcript.text.strip():
         return None  # a cough or line noise: not a turn
     started = time.perf_counter()
@@ -152,7 +154,29 @@ def _run_turn(assistant: Assistant, manager: DialogueManager, state: DialogueSta
     latency["voice_to_voice_ms"] = (endpoint_ms + asr_ms + nlu_ms + latency["first_sentence_ms"]
                                     + latency["tts_first_audio_ms"])
     latency = {k: round(v, 1) for k, v in latency.items()}
-    return TurnResult(index, span, transcript, outcome, reply, wording.source, latency)
+    return TurnResult(index, span, transcript, outcome, reply, wording.source, latency,
+                      redactions)
+
+
+def _scrub_cards(transcript: Transcript, caller: Audio, span: SpeechSpan
+                 ) -> tuple[Transcript, dict[str, int]]:
+    """Card numbers out of the turn (text, words, and the caller's audio, in place) before
+    the dialogue, the outputs or the store see it (PCI DSS)."""
+    from training.data.pci import scrub_turn
+
+    rows = [{"word": w.text, "start": w.start, "end": w.end, "probability": w.probability}
+            for w in transcript.words]
+    clip = caller.slice(span.start, span.end)
+    scrubbed = scrub_turn(transcript.text, rows, "", clip, caller.sample_rate)
+    if not scrubbed.changed:
+        return transcript, {}
+    first = round(span.start * caller.sample_rate)
+    caller.samples[first:first + len(scrubbed.samples)] = scrubbed.samples
+    words = tuple(Word(float(r["start"]), float(r["end"]), str(r["word"]),
+                       float(r.get("probability", 0.0))) for r in scrubbed.words)
+    segment = Segment(words[0].start if words else 0.0, words[-1].end if words else 0.0,
+                      scrubbed.transcript, words)
+    return Transcript((segment,), transcript.language, transcript.duration), scrubbed.counts
 
 
 def _record(call_id: str, caller: Audio, assistant: Assistant, results: list[TurnResult],
@@ -225,6 +249,7 @@ def _store(store: CallStore, call_id: str, caller: Audio, assistant: Assistant,
             reply_source=r.reply_source,
             reply_audio_sha256=store.audio.put(r.reply.audio, rate) if len(r.reply.audio) else None,
             latency_ms=r.latency_ms,
+            redactions=r.redactions,
         ))
     store.record_call(call_id, channel="file", source=caller.source, duration_s=caller.duration,
                       caller_audio_sha256=store.audio.put(caller.samples, rate),

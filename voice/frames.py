@@ -71,6 +71,7 @@ class Transcript(Frame):
     speech_end: float = 0.0
     endpoint: float = 0.0
     audio: np.ndarray | None = None  # the turn's audio (16 kHz), on the final only
+    redactions: dict[str, int] = field(default_factory=dict)  # card numbers removed: counts
 
 
 # ---- the assistant ----------------------------------------------------------------------

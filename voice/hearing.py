@@ -9,17 +9,36 @@ what the endpointer judges the words by, and what an early start works from.
 from __future__ import annotations
 
 from collections import deque
+from typing import Any
 
 import numpy as np
 
 from asr.streaming import Final, Partial, StreamingOptions, StreamingTranscriber
+from asr.transcript import Word
 from voice.context import CallContext
 from voice.frames import CallerAudio16k, Frame, SpeechStarted, Transcript, TurnEnded
 from voice.pipeline import Stage
 from voice.pool import BACKGROUND, URGENT
 
+SPEECH_RATE = 16_000
 PREROLL_S = 1.0
 MAX_LAG_S = 0.15  # skip partial passes while the stage is this far behind the line
+
+
+def scrub_cards(text: str, words: tuple[Word, ...], audio: np.ndarray, audio_t: float
+                ) -> tuple[str, tuple[Word, ...], np.ndarray, dict[str, Any]]:
+    """Card numbers out of the turn before anything downstream sees or stores it (PCI DSS)."""
+    from training.data.pci import scrub_turn
+
+    rows = [{"word": w.text, "start": w.start - audio_t, "end": w.end - audio_t,
+             "probability": w.probability} for w in words]
+    scrubbed = scrub_turn(text, rows, "", audio, SPEECH_RATE)
+    if not scrubbed.changed:
+        return text, words, audio, {}
+    kept = tuple(Word(float(r["start"]) + audio_t, float(r["end"]) + audio_t, str(r["word"]),
+                      float(r.get("probability", 0.0))) for r in scrubbed.words)
+    return scrubbed.transcript, kept, scrubbed.samples, {"counts": scrubbed.counts,
+                                                          "ranges": scrubbed.ranges}
 
 
 class Hearing(Stage):
@@ -34,6 +53,7 @@ class Hearing(Stage):
         self._turn_audio: list[np.ndarray] = []
         self._silence_s = 0.0
         self._text = ""  # the turn's latest partial
+        self._audio_t = 0.0  # line time of the turn audio's first sample
 
     async def process(self, frame: Frame) -> None:
         if isinstance(frame, CallerAudio16k):
@@ -48,7 +68,8 @@ class Hearing(Stage):
             self._turn_audio = []
             self._text = ""
             kept = [f for f in self._preroll if f.t + len(f.samples) / 16_000 > frame.t]
-            self.stream.reset(kept[0].t if kept else frame.t)
+            self._audio_t = kept[0].t if kept else frame.t
+            self.stream.reset(self._audio_t)
             for old in kept:
                 self._feed(old)
             self._preroll.clear()
@@ -57,16 +78,20 @@ class Hearing(Stage):
             self._in_turn = False
             events = await self.ctx.pool.run(URGENT, self.stream.end_turn)
             final = next(e for e in events if isinstance(e, Final))
-            words = final.words
-            confidence = float(np.mean([w.probability for w in words])) if words else 0.0
             audio = (np.concatenate(self._turn_audio) if self._turn_audio
                      else np.zeros(0, dtype=np.float32))
+            text, words, audio, redactions = scrub_cards(final.text, final.words, audio,
+                                                         self._audio_t)
+            if redactions:
+                self.ctx.redacted.extend((self._audio_t + a, self._audio_t + b)
+                                         for a, b in redactions["ranges"])
+            confidence = float(np.mean([w.probability for w in words])) if words else 0.0
             self.ctx.latest_partial, self.ctx.latest_partial_t = "", 0.0
             await self.push(frame)
-            await self.push(Transcript(final.text, True, self.ctx.clock.now(), words=words,
+            await self.push(Transcript(text, True, self.ctx.clock.now(), words=words,
                                        confidence=confidence, start=frame.start,
                                        speech_end=frame.speech_end, endpoint=frame.t,
-                                       audio=audio))
+                                       audio=audio, redactions=redactions.get("counts", {})))
         else:
             await self.push(frame)
 

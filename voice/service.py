@@ -115,8 +115,8 @@ class CallService:
         metrics["active"].inc()
         self.active += 1
         started_at = datetime.now(UTC)
-        log.info("call %s on %s from %r: answered", call_id, transport.info.channel,
-                 transport.info.caller_id)
+        log.info("call %s (%s %s) from %r: answered", call_id, transport.info.channel,
+                 transport.info.call_id, transport.info.caller_id)
         pipeline.start()
         greeting = self.assistant.domain.prompts.get("greeting", "")
         if greeting:
@@ -127,6 +127,7 @@ class CallService:
         playback.finish()
         summary = turns.summary()
         summary["ended"] = ctx.ended
+        summary["line_call_id"] = transport.info.call_id  # the gateway's own id for the call
         summary["barge_ins"] = ctx.barge_ins
         summary["assistant_prompts"] = [t.heard for t in ctx.turns
                                         if not t.transcript and not t.dtmf]
@@ -171,6 +172,15 @@ class CallService:
 
     def _store(self, ctx: CallContext, caller: np.ndarray, started_at: datetime,
                summary: dict[str, Any]) -> bool:
+        """Store the call; a failure is logged, never raised into the gateway's call task."""
+        try:
+            return self._write(ctx, caller, started_at, summary)
+        except Exception:
+            log.exception("call %s could not be stored", ctx.call_id)
+            return False
+
+    def _write(self, ctx: CallContext, caller: np.ndarray, started_at: datetime,
+               summary: dict[str, Any]) -> bool:
         assert self.store is not None and self.assistant is not None
         store, rate = self.store, ctx.line_rate
         spec = self.assistant.domain.slots
@@ -203,17 +213,18 @@ class CallService:
                 reply_audio_sha256=store.audio.put(reply_audio, rate) if len(reply_audio)
                 else None,
                 latency_ms=latency,
+                redactions=entry.redactions,
             ))
-        try:
-            store.record_call(ctx.call_id, channel=ctx.transport.info.channel,
-                              source=ctx.transport.info.caller_id,
-                              duration_s=len(caller) / SPEECH_RATE,
-                              caller_audio_sha256=store.audio.put(caller, SPEECH_RATE)
-                              if len(caller) else None,
-                              models=self.assistant.describe(), turns=records,
-                              started_at=started_at, status=summary.get("disposition", ""),
-                              summary=summary)
-        except Exception:
-            log.exception("call %s could not be stored", ctx.call_id)
-            return False
+        if ctx.redacted:
+            from training.data.silence import silence
+
+            caller = silence(caller, SPEECH_RATE, ctx.redacted)
+        store.record_call(ctx.call_id, channel=ctx.transport.info.channel,
+                          source=ctx.transport.info.caller_id,
+                          duration_s=len(caller) / SPEECH_RATE,
+                          caller_audio_sha256=store.audio.put(caller, SPEECH_RATE)
+                          if len(caller) else None,
+                          models=self.assistant.describe(), turns=records,
+                          started_at=started_at, status=summary.get("disposition", ""),
+                          summary=summary)
         return True

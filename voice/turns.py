@@ -178,7 +178,7 @@ class TurnManager(Stage):
         log_entry = TurnLog(len(self.ctx.turns), frame.start, frame.speech_end, frame.endpoint,
                             transcript=text, words=frame.words, confidence=frame.confidence,
                             caller_audio=frame.audio if frame.audio is not None else
-                            np.zeros(0, dtype=np.float32))
+                            np.zeros(0, dtype=np.float32), redactions=dict(frame.redactions))
         log_entry.latency_ms["endpoint_ms"] = _ms(frame.endpoint - frame.speech_end)
         log_entry.latency_ms["asr_final_ms"] = _ms(frame.t - frame.endpoint)
         started = time.perf_counter()
