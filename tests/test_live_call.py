@@ -100,6 +100,22 @@ def test_a_two_turn_call_is_answered_heard_and_stored(config, assistant) -> None
     assert call.turns[0].intent == "report_outage"
     assert call.turns[0].reply_audio_sha256 and call.turns[0].caller_audio_sha256
     assert call.turns[0].latency_ms["voice_to_voice_ms"] > 0
+    # and the same figures, exported for Prometheus over HTTP
+    import socket
+    import urllib.request
+
+    from voice.metrics import start_metrics_server
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    start_metrics_server("127.0.0.1", port)
+    page = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read()
+    text = page.decode()
+    count = next(line for line in text.splitlines()
+                 if line.startswith('voicedesk_turn_stage_seconds_count{stage="voice_to_voice"}'))
+    assert float(count.split()[-1]) >= 2
+    assert "voicedesk_calls_total" in text
 
 
 def test_talking_over_the_reply_stops_it_within_200_ms_and_history_keeps_what_was_heard(

@@ -186,6 +186,17 @@ def cmd_serve(config: Config, args: argparse.Namespace) -> int:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    metrics = args.metrics if args.metrics is not None else config.telephony.metrics
+    if metrics:
+        from voice.metrics import start_metrics_server
+
+        host, port = parse_address(metrics, "--metrics")
+        try:
+            start_metrics_server(host, port)
+        except OSError as exc:
+            raise VoicedeskError(f"cannot serve metrics on {metrics}: {exc.strerror or exc}; "
+                                 f"choose another --metrics address") from None
+        log.info("Prometheus metrics on http://%s:%d/metrics", host, port)
     asyncio.run(serve(config, endpoints))
     return 0
 
@@ -205,4 +216,7 @@ def register(sub: Any) -> None:
     serve_cmd.add_argument("--websocket", metavar="HOST:PORT",
                            help="Twilio Media Streams and raw-PCM audio forks (jambonz, "
                                 "FreeSWITCH) on one WebSocket port (e.g. 0.0.0.0:8765)")
+    serve_cmd.add_argument("--metrics", metavar="HOST:PORT",
+                           help="Prometheus metrics (per-stage turn latency, calls, barge-ins) "
+                                "at http://HOST:PORT/metrics (e.g. 0.0.0.0:9100)")
     serve_cmd.set_defaults(func=cmd_serve)

@@ -114,6 +114,7 @@ class TelephonyConfig:
     sip: str = ""  # HOST:PORT to listen for SIP over UDP; empty: off unless --sip
     audiosocket: str = ""  # HOST:PORT for Asterisk AudioSocket (TCP)
     websocket: str = ""  # HOST:PORT for Twilio media streams and raw-PCM audio forks
+    metrics: str = ""  # HOST:PORT for Prometheus metrics (/metrics); empty: off
     public_address: str = ""  # address put in SDP and Contact; empty: the listening one
     rtp_ports: str = "20000-20999"  # UDP range for RTP media
     # Where a call goes when the assistant hands it to a person: a SIP URI for REFER
