@@ -301,13 +301,33 @@ def _address(text: str, keywords: tuple[str, ...], expected: bool) -> str | None
                        text.strip(" .,!?"), flags=re.I)
         if not set(re.findall(r"[a-z0-9']+", value.lower())) - _NOT_AN_ADDRESS:
             return None  # "thank you, goodbye" answers nothing
+        if not _looks_like_a_place(value, keywords):
+            return None  # "I want to speak to a person": another request, not an address
         return value or None
     return None
+
+
+_STREET = re.compile(r"\b(road|rd|street|st|lane|ln|avenue|ave|drive|dr|way|close|court|ct|"
+                     r"place|pl|crescent|terrace|square|park|hill|row|gardens|grove|mews|"
+                     r"boulevard|blvd|parade|walk|flat|apartment|apt|unit|house|cottage|"
+                     r"farm|estate|village|town|city|postcode|zip)\b", re.I)
+
+
+def _looks_like_a_place(value: str, keywords: tuple[str, ...]) -> bool:
+    """A house number, a street word, or a proper name (Whisper capitalises place names)."""
+    if re.search(r"\d", value) or _STREET.search(value):
+        return True
+    if any(re.search(rf"\b{re.escape(k)}\b", value, re.I) for k in keywords):
+        return True
+    names = [w for w in re.findall(r"[A-Za-z][\w'-]*", value)[1:] if w[0].isupper() and w != "I"]
+    words = re.findall(r"[A-Za-z][\w'-]*", value)
+    return bool(names) or (len(words) <= 3 and bool(words) and words[0][0].isupper()
+                           and words[0].lower() not in _NOT_AN_ADDRESS)
 
 
 # Words that can make up a whole reply without naming any place.
 _PLEASANTRIES = (
     "thank thanks you goodbye bye yes yeah no nope ok okay sure please sorry hello hi hey "
     "that's it's all for now right fine great cheers never mind i don't know what pardon "
-    "repeat again")
+    "repeat again and so well oh um uh er the a that was")
 _NOT_AN_ADDRESS = frozenset(_PLEASANTRIES.split())

@@ -172,12 +172,12 @@ def test_background_babble_neither_interrupts_nor_becomes_a_turn(config, assista
     script = CallerScript([
         CallerTurn(say("What plans do you have?")),
         CallerTurn(say("Goodbye.")),
-    ], noise=babble.astype(np.float32), noise_level=0.05)
+    ], noise=babble.astype(np.float32), noise_level=0.08)  # about 30 dB below the caller
     outcome, _, _ = run_call(config, assistant, script)
     turns = caller_turns(outcome)
-    assert [t.intent for t in turns][:1] == ["knowledge_question"] or turns[0].reply
-    first = turns[0]
-    assert first.heard == first.reply
+    assert "plan" in turns[0].transcript.lower()
+    assert outcome.barge_ins == 0
+    assert all(t.heard == t.reply for t in outcome.turns)
 
 
 def test_a_long_pause_mid_sentence_is_one_turn(config, assistant) -> None:

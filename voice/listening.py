@@ -30,6 +30,8 @@ from voice.vad import create_vad
 
 SPEECH_RATE = 16_000
 NOISE_MARGIN = 3.0  # about 10 dB above the noise floor
+BARGE_IN_MARGIN = 4.0  # talking over the assistant needs 12 dB over the floor
+MIN_LEVEL = 0.003  # -50 dBFS RMS: quieter than any caller the line carries
 
 # Words after which a sentence cannot be over: the caller is still talking.
 _CONTINUES_TEXT = (
@@ -76,9 +78,13 @@ class Listening(Stage):
                      vad_config.end_silence_ms / 1000,
                      vad_config.end_silence_incomplete_ms / 1000)
         self._pause_since = 0.0  # barge-in pause: when the caller went quiet again
+        self._turn_in_pause = False  # a turn began while the reply was paused
         # Background noise and babble that webrtcvad calls speech: a frame must also stand
         # out from the line's noise floor (a low percentile of the last few seconds).
         self._levels: deque[float] = deque(maxlen=round(5000 / self.frame_ms))
+        self._recent_power: deque[float] = deque(maxlen=round(500 / self.frame_ms))
+        self._level = 0.0  # of the newest frame
+        self._floor = 0.0  # the line's noise floor
 
     async def process(self, frame: Frame) -> None:
         if isinstance(frame, CallerAudio16k):
@@ -100,7 +106,8 @@ class Listening(Stage):
     async def _frame(self, chunk: np.ndarray, t: float) -> None:
         end = t + self.frame_ms / 1000
         self.echo.push(resample(chunk, SPEECH_RATE, ECHO_RATE), end)
-        voiced = self.vad.is_speech(chunk, SPEECH_RATE) and self._above_floor(chunk)
+        loud = self._above_floor(chunk)  # every frame: the floor is learnt from all of them
+        voiced = loud and self.vad.is_speech(chunk, SPEECH_RATE)
         if voiced and self.echo.active() and self.echo.is_echo():
             voiced = False  # our own voice coming back
         await self.push(CallerAudio16k(chunk, t, voiced))
@@ -114,6 +121,7 @@ class Listening(Stage):
                 first = len(self._recent) - 1 - list(self._recent).index(True)
                 self.in_turn = True
                 self.turn_start = max(0.0, t - first * self.frame_ms / 1000 - self.padding)
+                self._turn_in_pause = self.ctx.interrupted  # the turn manager resolves it
                 await self.push(SpeechStarted(self.turn_start, self.ctx.speaking()))
             return
         silence = end - self.last_voiced
@@ -130,27 +138,38 @@ class Listening(Stage):
                                       end))
 
     def _above_floor(self, chunk: np.ndarray) -> bool:
-        level = float(np.sqrt(np.mean(chunk.astype(np.float64) ** 2)))
-        self._levels.append(level)
-        if len(self._levels) < 10:
-            return True
-        floor = float(np.percentile(self._levels, 10))
-        return level > max(NOISE_MARGIN * floor, 1e-4)
+        """Minimum statistics: the floor is the quietest half-second of the last five.
+
+        Steady noise and babble keep every half-second at their own level, so the
+        floor rises to meet them; a caller's pauses between phrases keep it low.
+        """
+        power = float(np.mean(chunk.astype(np.float64) ** 2))
+        self._level = float(np.sqrt(power))
+        self._recent_power.append(power)
+        if len(self._recent_power) == self._recent_power.maxlen:
+            self._levels.append(float(np.sqrt(np.mean(self._recent_power))))
+        if not self._levels:
+            return False  # the first half-second: the line's noise is not known yet
+        self._floor = min(self._levels)
+        return self._level > max(NOISE_MARGIN * self._floor, MIN_LEVEL)
 
     async def _barge_in(self, voiced: bool, t: float, end: float) -> None:
         """Pause the reply as soon as the caller really talks over it (see module docstring)."""
         ctx = self.ctx
-        self._barge.append(voiced)
+        # Over the assistant, only a clearly louder voice counts (babble and TV do not).
+        self._barge.append(voiced and self._level > BARGE_IN_MARGIN * self._floor)
         if not ctx.interrupted:
             if ctx.transport.pending_s > 0 and len(self._barge) == self._barge.maxlen \
                     and sum(self._barge) >= len(self._barge) - 1:
                 ctx.interrupted = True
                 ctx.barge_ins += 1
                 self._pause_since = 0.0
+                self._turn_in_pause = self.in_turn
                 await self.broadcast(Interruption(end))
             return
         # Paused: a burst too short to become a turn (a cough, a click) resumes the reply.
-        if voiced:
+        # Once it is a turn, its words decide (the turn manager: backchannel or not).
+        if voiced or self._turn_in_pause:
             self._pause_since = 0.0
         elif not self.in_turn:
             self._pause_since = self._pause_since or end

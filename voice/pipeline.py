@@ -26,6 +26,7 @@ from voice.frames import (
 log = logging.getLogger(__name__)
 
 CONTROL = (Interruption, InterruptionCancelled, Hangup, EndCall)
+BROADCAST_ONLY = (Interruption, InterruptionCancelled)
 
 Push = Callable[[Frame], Awaitable[None]]
 
@@ -86,6 +87,8 @@ class Pipeline:
 
     def _pusher(self, index: int) -> Push:
         async def push(frame: Frame) -> None:
+            if isinstance(frame, BROADCAST_ONLY):
+                return  # every stage has had it from the broadcast; passing it on repeats it
             self._observe(self.stages[index].name, frame)
             if index + 1 < len(self.stages):
                 self._data[index + 1].put_nowait(frame)

@@ -76,7 +76,7 @@ class VadConfig:
     # is my balance?") ends after the short silence; one that stops mid-sentence ("my
     # account number is") waits for the long one; end_silence_ms when the words are unclear.
     end_silence_complete_ms: int = 300
-    end_silence_incomplete_ms: int = 1200
+    end_silence_incomplete_ms: int = 2000
 
 
 @dataclass
