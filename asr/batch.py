@@ -6,12 +6,21 @@ however long the call. Whisper only hears the stretches the voice activity
 detector calls speech: a silent channel costs nothing, and silence or line
 noise cannot be turned into invented words.
 
-Files are spread over worker processes (or Ray actors with ``--ray``), each
-loading the models once. Results are appended to ``transcripts.jsonl`` as
-each file finishes; that file is also the ledger a rerun reads to skip files
-already done (same path, size and modification time, same ASR model). A file
-that cannot be read is written to ``errors.jsonl`` with a one-line reason and
-the batch carries on.
+Whisper encodes 30 s of audio whatever it is given, so the speech regions of
+several files are packed into shared windows (``asr.packing``) and each
+word is sent back to its file by its time: a batch of short calls costs a
+few encoder passes instead of one per call. The files are cut into runs of
+neighbours (``plan_groups``), decoded together by one worker; runs are
+spread over worker processes (or Ray actors with ``--ray``), each loading
+the models once, one thread each by default (``plan_workers``). The runs
+depend only on the files and the worker count, so Ray and local batches give
+the same text; a file's words can differ slightly with its neighbours, as
+Whisper hears each window as one stretch of audio.
+
+Results are appended to ``transcripts.jsonl`` as each file finishes; that
+file is also the ledger a rerun reads to skip files already done (same path,
+size and modification time, same ASR model). A file that cannot be read is
+written to ``errors.jsonl`` with a one-line reason and the batch carries on.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ import glob
 import hashlib
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -37,8 +47,10 @@ import numpy as np
 
 from asr.audio import SPEECH_RATE, Audio
 from asr.formats import RENDERERS, CallTranscript, SpeakerSegment, SpokenWord
+from asr.packing import PackedDecoder, Piece
 from asr.telephony import CallRecording, speaker_labels
 from asr.transcriber import Transcriber
+from asr.transcript import Transcript
 from voice.vad import VoiceActivityDetector, create_vad, split_turns
 from voicedesk.config import Config, VadConfig
 from voicedesk.errors import VoicedeskError
@@ -50,6 +62,10 @@ MAX_CHUNK_S = 30.0  # Whisper's window: longer input is cut blindly by the model
 MIN_CUT_S = 10.0  # a forced cut looks for a pause only past this point, so chunks stay long
 MERGE_GAP_S = 2.0  # speech closer than this is transcribed together, for context
 REGION_PAD_S = 0.3  # lead-in beyond the endpointer's padding: without it Whisper can clip a word
+# Files transcribed together share windows; a group ends after about this much audio, so a
+# worker's results come back every few minutes and a crash loses little.
+GROUP_AUDIO_S = 300.0
+MAX_DEFAULT_WORKERS = 8  # more cores than this: more threads per worker, not more models
 LEDGER = "transcripts.jsonl"
 ERRORS = "errors.jsonl"
 Outcome = dict[str, Any]  # {"path": ..., "record": {...}} or {"path": ..., "error": "..."}
@@ -144,64 +160,158 @@ def speech_regions(audio: Audio, vad_config: VadConfig, gap_s: float = MERGE_GAP
     return regions
 
 
-def transcribe_chunk(chunk: Chunk, transcriber: Transcriber, vad_config: VadConfig,
-                     speaker: str, channel: int,
-                     languages: Counter[str] | None = None) -> list[SpeakerSegment]:
-    """The speech in one window, as segments on the recording's clock."""
-    audio = Audio(chunk.samples, SPEECH_RATE)
+def _speaker_segments(piece: Piece, transcript: Transcript, speaker: str,
+                      channel: int) -> list[SpeakerSegment]:
+    """A piece's transcript as segments on the recording's clock, never past the piece."""
+    offset, limit = piece.start, piece.start + piece.duration
     segments = []
-    for start, end in speech_regions(audio, vad_config):
-        piece = audio.slice(start, end)
-        result = transcriber.transcribe(piece)
-        offset, limit = chunk.start + start, chunk.start + len(piece) / SPEECH_RATE + start
-        for seg in result.segments:
-            text = seg.text.strip()
-            if not text:
-                continue
-            if languages is not None:
-                languages[result.language] += 1
-            words = tuple(SpokenWord(min(offset + w.start, limit), min(offset + w.end, limit),
-                                     w.text.strip(), w.probability) for w in seg.words)
-            seg_start = min(offset + seg.start, limit)
-            segments.append(SpeakerSegment(seg_start, max(seg_start, min(offset + seg.end, limit)),
-                                           text, speaker, channel, words))
+    for seg in transcript.segments:
+        text = seg.text.strip()
+        if not text:
+            continue
+        words = tuple(SpokenWord(min(offset + w.start, limit), min(offset + w.end, limit),
+                                 w.text.strip(), w.probability) for w in seg.words)
+        seg_start = min(offset + seg.start, limit)
+        segments.append(SpeakerSegment(seg_start, max(seg_start, min(offset + seg.end, limit)),
+                                       text, speaker, channel, words))
     return segments
+
+
+class _OpenRecording:
+    """One recording on its way through the decoder: what is back, and how much is out."""
+
+    def __init__(self, index: int, path: str, vad_config: VadConfig) -> None:
+        self.index = index
+        self.path = path
+        self.recording = CallRecording(path)
+        self.info = self.recording.info
+        self.dual_mono = self.info.channels == 2 and self.recording.channels_identical()
+        self.used = [0] if self.dual_mono else list(range(self.info.channels))
+        self.labels = speaker_labels(len(self.used))
+        self.chunkers = [PauseChunker(create_vad(vad_config)) for _ in self.used]
+        self.segments: list[SpeakerSegment] = []
+        self.languages: Counter[str] = Counter()
+        self.samples = 0
+        self.out = 0  # samples handed to the decoder and not yet back (it may cut a piece)
+        self.read = False  # every block read and cut
+        self.failed = False
+        self.spent_s = 0.0  # reading, cutting, and this recording's share of decoding
+
+    def pieces(self, chunks: list[Chunk], index: int, vad_config: VadConfig) -> Iterator[Piece]:
+        for chunk in chunks:
+            audio = Audio(chunk.samples, SPEECH_RATE)
+            for start, end in speech_regions(audio, vad_config):
+                piece = Piece((self.index, index), chunk.start + start, audio.slice(start, end))
+                self.out += len(piece.samples)
+                yield piece
+
+    def take(self, piece: Piece, transcript: Transcript) -> None:
+        self.out -= len(piece.samples)
+        index = piece.owner[1]  # type: ignore[index]
+        found = _speaker_segments(piece, transcript, self.labels[index], self.used[index])
+        if found:
+            self.languages[transcript.language] += len(found)
+        self.segments.extend(found)
+
+    def transcript(self, default_language: str) -> CallTranscript:
+        self.segments.sort(key=lambda s: (s.start, s.channel))
+        language = (self.languages.most_common(1)[0][0] if self.languages
+                    else default_language)
+        return CallTranscript(path=self.path, duration=self.samples / SPEECH_RATE,
+                              speakers=self.labels, segments=tuple(self.segments),
+                              language=language, sample_rate=self.info.sample_rate,
+                              channels=self.info.channels,
+                              extra={"dual_mono": True} if self.dual_mono else {})
+
+
+Finished = tuple[str, "CallTranscript | Exception", float]  # path, result or error, seconds
+
+
+def transcribe_recordings(paths: Sequence[str | Path], transcriber: Transcriber,
+                          vad_config: VadConfig, default_language: str = "en",
+                          pack: bool = True) -> Iterator[Finished]:
+    """Several recordings, each channel its own speaker, segments in time order.
+
+    Their speech is packed into shared 30-s windows (``asr.packing``), so a
+    batch of short calls costs a few encoder passes instead of one each; a
+    recording is yielded as soon as its last piece is back, with the seconds
+    spent on it (its reading, and its share of each window by duration).
+    A recording that cannot be read is yielded with the error, and the rest go
+    on. A stereo file whose two channels are the same signal is one speaker
+    saved twice, and is transcribed once.
+    """
+    decoder = PackedDecoder(transcriber) if pack and _can_pack(transcriber) else None
+    opened: dict[int, _OpenRecording] = {}
+
+    def decoded(pairs: list[tuple[Piece, Transcript]], spent: float) -> None:
+        total = sum(p.duration for p, _ in pairs) or 1.0
+        for piece, transcript in pairs:
+            owner = opened[piece.owner[0]]  # type: ignore[index]
+            owner.spent_s += spent * piece.duration / total
+            owner.take(piece, transcript)
+
+    def decode(piece: Piece) -> float:
+        """Hands a piece on; the seconds it took are charged to the pieces it finished."""
+        started = time.perf_counter()
+        pairs = ([(piece, transcriber.transcribe(piece.samples))] if decoder is None
+                 else decoder.add(piece))
+        spent = time.perf_counter() - started
+        decoded(pairs, spent)
+        return spent
+
+    def finished() -> Iterator[Finished]:
+        for index in [i for i, r in opened.items() if r.read and r.out == 0]:
+            record = opened.pop(index)
+            if not record.failed:
+                yield record.path, record.transcript(default_language), record.spent_s
+
+    for index, path in enumerate(map(str, paths)):
+        started, decoding = time.perf_counter(), 0.0
+        record = None
+        try:
+            record = opened[index] = _OpenRecording(index, path, vad_config)
+            for block in record.recording.speech_blocks():
+                record.samples += len(block)
+                for channel, chunker in enumerate(record.chunkers):
+                    cut = chunker.push(block[:, record.used[channel]])
+                    for piece in record.pieces(cut, channel, vad_config):
+                        decoding += decode(piece)
+            for channel, chunker in enumerate(record.chunkers):
+                for piece in record.pieces(chunker.flush(), channel, vad_config):
+                    decoding += decode(piece)
+            record.read = True
+        except Exception as exc:  # noqa: BLE001 - reported per file, the others go on
+            if record is not None:
+                record.failed = record.read = True
+            yield path, exc, time.perf_counter() - started
+        if record is not None:
+            record.spent_s += time.perf_counter() - started - decoding
+        yield from finished()
+    if decoder is not None:
+        started = time.perf_counter()
+        pairs = decoder.flush()
+        decoded(pairs, time.perf_counter() - started)
+    yield from finished()
+    for record in opened.values():  # a window they shared failed to decode
+        if not record.failed:
+            yield record.path, RuntimeError("decoding a window it shared with another file "
+                                            "failed; rerun to retry"), record.spent_s
+
+
+def _can_pack(transcriber: Transcriber) -> bool:
+    """Recordings may share a window only when they are decoded in one known language."""
+    return bool(getattr(transcriber, "one_language", False))
 
 
 def transcribe_recording(path: str | Path, transcriber: Transcriber, vad_config: VadConfig,
                          default_language: str = "en") -> CallTranscript:
-    """One recording, each channel its own speaker, segments in time order.
-
-    A stereo file whose two channels are the same signal is one speaker saved
-    twice, and is transcribed once.
-    """
-    recording = CallRecording(path)
-    info = recording.info
-    dual_mono = info.channels == 2 and recording.channels_identical()
-    used = [0] if dual_mono else list(range(info.channels))
-    labels = speaker_labels(len(used))
-    chunkers = [PauseChunker(create_vad(vad_config)) for _ in used]
-    languages: Counter[str] = Counter()
-    segments: list[SpeakerSegment] = []
-    samples = 0
-
-    def take(chunks: list[Chunk], index: int) -> None:
-        for chunk in chunks:
-            segments.extend(transcribe_chunk(chunk, transcriber, vad_config, labels[index],
-                                             used[index], languages))
-
-    for block in recording.speech_blocks():
-        samples += len(block)
-        for index, channel in enumerate(used):
-            take(chunkers[index].push(block[:, channel]), index)
-    for index in range(len(used)):
-        take(chunkers[index].flush(), index)
-    segments.sort(key=lambda s: (s.start, s.channel))
-    language = languages.most_common(1)[0][0] if languages else default_language
-    return CallTranscript(path=str(path), duration=samples / SPEECH_RATE, speakers=labels,
-                          segments=tuple(segments), language=language,
-                          sample_rate=info.sample_rate, channels=info.channels,
-                          extra={"dual_mono": True} if dual_mono else {})
+    """One recording (its own speech packed into shared windows); errors are raised."""
+    for _, result, _ in transcribe_recordings([path], transcriber, vad_config,
+                                              default_language):
+        if isinstance(result, Exception):
+            raise result
+        return result
+    raise AssertionError(f"{path} yielded no transcript")
 
 
 def label_intents(transcript: CallTranscript, recognizer: IntentRecognizer) -> CallTranscript:
@@ -230,7 +340,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 class RecordingTranscriber:
-    """What one worker holds: the models, loaded once, then one call per file.
+    """What one worker holds: the models, loaded once, then one call per group of files.
 
     Every failure is returned as the file's outcome, never raised: one bad
     file must not take the batch (or a Ray actor) down with it.
@@ -246,20 +356,52 @@ class RecordingTranscriber:
         self.recognizer = _load_recognizer(config, models) if intents else None
 
     def __call__(self, path: str) -> Outcome:
-        started = time.perf_counter()
-        try:
-            # Size and time as they were before reading: a file still being written when we
-            # read it looks changed to the next run, and is done again.
-            stat = Path(path).stat()
-            transcript = transcribe_recording(path, self.transcriber, self.config.vad,
-                                              self.config.asr.language or "en")
-            if self.recognizer is not None:
-                transcript = label_intents(transcript, self.recognizer)
-        except MemoryError:
+        return next(iter(self.transcribe_group([path])))
+
+    def transcribe_group(self, paths: Sequence[str]) -> Iterator[Outcome]:
+        """The files' outcomes as each finishes; their speech shares windows (see
+        ``transcribe_recordings``)."""
+        # Size and time as they were before reading: a file still being written when we
+        # read it looks changed to the next run, and is done again.
+        stats: dict[str, os.stat_result | Exception] = {}
+        for path in paths:
+            try:
+                stats[path] = Path(path).stat()
+            except OSError as exc:
+                stats[path] = exc
+        readable = [p for p in paths if not isinstance(stats[p], Exception)]
+        for path in paths:
+            if isinstance(stats[path], Exception):
+                yield {"path": path, "error": _one_line(stats[path])}  # type: ignore[arg-type]
+        results = transcribe_recordings(readable, self.transcriber, self.config.vad,
+                                        self.config.asr.language or "en")
+        pending = set(readable)
+        while True:
+            try:
+                path, result, spent = next(results)
+            except StopIteration:
+                return
+            except MemoryError:
+                yield from ({"path": p, "error": "ran out of memory; use fewer --workers"}
+                            for p in readable if p in pending)
+                return
+            pending.discard(path)
+            yield self._outcome(path, result, spent, stats[path])  # type: ignore[arg-type]
+
+    def _outcome(self, path: str, result: CallTranscript | Exception, spent: float,
+                 stat: os.stat_result) -> Outcome:
+        if isinstance(result, MemoryError):
             return {"path": path, "error": "ran out of memory; use fewer --workers"}
-        except Exception as exc:  # noqa: BLE001 - reported per file, the batch goes on
-            return {"path": path, "error": _one_line(exc)}
-        spent = time.perf_counter() - started
+        if isinstance(result, Exception):
+            return {"path": path, "error": _one_line(result)}
+        transcript = result
+        if self.recognizer is not None:
+            started = time.perf_counter()
+            try:
+                transcript = label_intents(transcript, self.recognizer)
+            except Exception as exc:  # noqa: BLE001 - reported per file, the batch goes on
+                return {"path": path, "error": _one_line(exc)}
+            spent += time.perf_counter() - started
         transcript = transcript.with_extra(
             size=stat.st_size, mtime=stat.st_mtime, asr=asr_id(self.config),
             intents=self.recognizer is not None, processing_s=round(spent, 3),
@@ -311,19 +453,27 @@ def _init_worker(config: Config, intents: bool, threads: int) -> None:
     _worker = _load_worker(config, intents)
 
 
-def _work(path: str) -> Outcome:
+def _work(paths: list[str]) -> list[Outcome]:
     assert _worker is not None, "worker used before _init_worker"
-    return _worker(path)
+    return _group_outcomes(_worker, paths)
+
+
+def _group_outcomes(worker: RecordingTranscriber | _Unloadable,
+                    paths: list[str]) -> list[Outcome]:
+    if isinstance(worker, _Unloadable):
+        return [worker(p) for p in paths]
+    return list(worker.transcribe_group(paths))
 
 
 class RayTranscriber:
-    """The Ray Data actor: a ``RecordingTranscriber`` per actor, one file per row."""
+    """The Ray Data actor: a ``RecordingTranscriber`` per actor, one group of files per row."""
 
     def __init__(self, config: Config, intents: bool) -> None:
         self.worker = _load_worker(config, intents)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        outcomes = [json.dumps(self.worker(str(p))) for p in batch["path"]]
+        outcomes = [json.dumps(o) for group in batch["paths"]
+                    for o in _group_outcomes(self.worker, json.loads(group))]
         return {"outcome": np.array(outcomes, dtype=object)}
 
 
@@ -339,14 +489,52 @@ def cpu_cores() -> int:
 def plan_workers(requested: int, files: int, cores: int, threads: int = 0) -> tuple[int, int]:
     """(worker processes, threads each), keeping workers x threads within the cores.
 
-    Default: one worker per two cores, each with two threads. Whisper on a
-    CPU gains little past a few threads per file, and every worker costs a
-    model in memory, so a 2-core machine gets one worker with both cores.
+    Default: one worker per core with one thread, up to ``MAX_DEFAULT_WORKERS``
+    (each holds a model in memory). CTranslate2 decodes Whisper's tokens faster
+    on one thread than on two (the matrices are too small to share), and the
+    packed windows keep every worker's encoder busy, so on a 2-core machine
+    two single-threaded workers transcribe more per second than one with both
+    cores (benchmarks/README.md). A single file gets every core.
     """
-    workers = requested if requested > 0 else max(1, cores // 2)
+    workers = requested if requested > 0 else min(cores, MAX_DEFAULT_WORKERS)
     workers = max(1, min(workers, files))
     fair = max(1, cores // workers)
     return workers, min(threads, fair) if threads > 0 else fair
+
+
+def _audio_seconds(path: str) -> float:
+    """Channel-seconds of audio by the file's header; 0 for a file that cannot be opened
+    (its worker reports why)."""
+    try:
+        info = CallRecording(path).info
+    except Exception:  # noqa: BLE001 - the worker reports it with its reason
+        return 0.0
+    return info.duration * info.channels
+
+
+def plan_groups(paths: Sequence[str], workers: int,
+                seconds: Callable[[str], float] = _audio_seconds,
+                most_s: float = GROUP_AUDIO_S) -> list[list[str]]:
+    """The files in runs that are transcribed together, their speech sharing windows.
+
+    Runs of neighbouring files with about equal audio, at most ``most_s`` each
+    (a long recording alone may exceed it), and at least one per worker so
+    every worker has work. The runs depend only on the files and the worker
+    count, so local and Ray batches cut them alike and give the same text.
+    """
+    if not paths:
+        return []
+    lengths = [seconds(p) for p in paths]
+    total = sum(lengths)
+    count = min(len(paths), max(workers, math.ceil(total / most_s)))
+    share = total / count if total else 1.0
+    groups: list[list[str]] = [[] for _ in range(count)]
+    done = 0.0
+    for path, length in zip(paths, lengths, strict=True):
+        # By where the file's middle falls: runs stay in order and about equal.
+        groups[min(count - 1, int((done + length / 2) / share))].append(path)
+        done += length
+    return [g for g in groups if g]
 
 
 def _has_magic(text: str) -> bool:
@@ -551,7 +739,7 @@ def run_batch(arguments: Sequence[str], config: Config, options: BatchOptions,
             workers, threads = plan_workers(options.workers, len(todo), cores, config.asr.threads)
             if workers > cores and not options.ray_address:
                 say(f"note: {workers} workers on {cores} cores will compete for them; "
-                    f"--workers {max(1, cores // 2)} is usually faster here")
+                    f"--workers {cores} is usually faster here")
             summary.workers, summary.threads = workers, threads
             worker_config = copy.deepcopy(config)
             worker_config.asr.threads = threads
@@ -580,30 +768,55 @@ def _progress_bar(total: int) -> Any:
                 dynamic_ncols=True, mininterval=0.5)
 
 
+class LocalWorkers:
+    """``workers`` processes with their models loaded (this process itself when one), for
+    groups of files; a context manager, so the processes end with the batch."""
+
+    def __init__(self, config: Config, intents: bool, workers: int, threads: int) -> None:
+        self.workers = workers
+        self._worker: RecordingTranscriber | None = None
+        self._pool: ProcessPoolExecutor | None = None
+        if workers == 1:
+            os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+            self._worker = RecordingTranscriber(config, intents)
+        else:
+            # spawn, not fork: a forked copy of a process that already started OpenMP threads
+            # can hang.
+            self._pool = ProcessPoolExecutor(max_workers=workers,
+                                             mp_context=get_context("spawn"),
+                                             initializer=_init_worker,
+                                             initargs=(config, intents, threads))
+
+    def __enter__(self) -> LocalWorkers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=exc[0] is None, cancel_futures=exc[0] is not None)
+
+    def run(self, groups: Sequence[list[str]]) -> Iterator[Outcome]:
+        """Every file's outcome, as each file (one worker) or each group (several) ends."""
+        if self._worker is not None:
+            for group in groups:
+                yield from self._worker.transcribe_group(group)
+            return
+        assert self._pool is not None
+        futures = {self._pool.submit(_work, group): group for group in groups}
+        for future in as_completed(futures):
+            try:
+                outcomes = future.result()
+            except BrokenProcessPool:
+                outcomes = [{"path": path, "error": "a worker process died (crash or out of "
+                             "memory) while this file was queued or running; rerun the "
+                             "command to retry it"} for path in futures[future]]
+            yield from outcomes
+
+
 def _run_local(paths: list[str], config: Config, options: BatchOptions, workers: int,
                threads: int, handle: Callable[[Outcome], None]) -> None:
-    if workers == 1:
-        os.environ.setdefault("OMP_NUM_THREADS", str(threads))
-        worker = RecordingTranscriber(config, options.intents)
-        for path in paths:
-            handle(worker(path))
-        return
-    # spawn, not fork: a forked copy of a process that already started OpenMP threads can hang.
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
-                             initializer=_init_worker,
-                             initargs=(config, options.intents, threads)) as pool:
-        futures = {pool.submit(_work, path): path for path in paths}
-        try:
-            for future in as_completed(futures):
-                try:
-                    handle(future.result())
-                except BrokenProcessPool:
-                    handle({"path": futures[future], "error": "a worker process died (crash or "
-                            "out of memory) while this file was queued or running; rerun the "
-                            "command to retry it"})
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
+    with LocalWorkers(config, options.intents, workers, threads) as local:
+        for outcome in local.run(plan_groups(paths, workers)):
+            handle(outcome)
 
 
 def _run_ray(paths: list[str], config: Config, options: BatchOptions, workers: int,
@@ -630,8 +843,9 @@ def _run_ray(paths: list[str], config: Config, options: BatchOptions, workers: i
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False
         context.enable_operator_progress_bars = False
-        dataset = ray.data.from_items([{"path": p} for p in paths],
-                                      override_num_blocks=len(paths))
+        groups = plan_groups(paths, workers)
+        dataset = ray.data.from_items([{"paths": json.dumps(g)} for g in groups],
+                                      override_num_blocks=len(groups))
         results = dataset.map_batches(
             RayTranscriber, fn_constructor_kwargs={"config": config, "intents": options.intents},
             batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=threads,

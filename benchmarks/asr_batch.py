@@ -1,4 +1,4 @@
-"""Batch ASR throughput: faster-whisper (int8) against openai-whisper (fp32), side by side.
+"""Batch ASR throughput: `voicedesk transcribe`'s path against openai-whisper, side by side.
 
 Run from the repository root::
 
@@ -7,32 +7,41 @@ Run from the repository root::
     python benchmarks/asr_batch.py --long-form   # also: the same audio as one recording
 
 It prints a table and writes the figures as JSON (``--json``, default
-``benchmarks/results/asr_batch.json``). The issue's target: faster-whisper
-transcribes at least 5x as much audio per wall-clock second as openai-whisper,
-with an equal or lower WER.
+``benchmarks/results/asr_batch.json``). The issue's target: the batch path
+transcribes at least 5x as much audio per wall-clock second as openai-whisper
+on the same weights, with an equal or lower WER.
 
 Why it is measured this way:
 
+* The code ``voicedesk transcribe`` runs: "faster-whisper" is ``asr.batch``'s
+  ``LocalWorkers`` fed by ``plan_groups``, as ``run_batch`` does: files read
+  and resampled from disk inside the clock, cut at pauses, voice activity
+  regions packed into shared 30-s windows (``asr.packing``), words sent back
+  to their files, JSONL records built. The worker split is the one the
+  command picks on this machine (``--workers`` to choose another).
+  "faster-whisper file by file" is the backend alone on each file, as
+  before packing, for reference.
 * SAME weights: openai-whisper runs the checkpoint that ``ModelStore.whisper_openai``
   converts from the very CTranslate2 folder faster-whisper loads, so the only
-  differences are the engine and the arithmetic (int8 against fp32). Both are
-  built by ``create_transcriber`` with the project's decoding options (greedy,
-  temperature 0, word timestamps, no conditioning on earlier text, the same
-  no-speech rule), so the figures are those of the code a call runs.
-* SAME threads: both get ``--threads`` (default: every core the process may use).
+  differences are the engine, the arithmetic (int8 against fp32) and the batch
+  path around it. openai-whisper is the reference implementation run as its
+  README runs it: ``whisper.transcribe`` on each file, already decoded to
+  16 kHz (its reading is not timed), with the project's decoding options
+  (greedy, temperature 0, word timestamps, no conditioning on earlier text,
+  the same no-speech rule).
+* SAME threads: ``--threads`` (default: every core the process may use) is the
+  total for each engine: openai-whisper gets them all in one process; the
+  batch path splits them into workers x threads each, never more in total.
 * Side by side: each repetition transcribes the whole batch with one engine,
-  then with the other, alternating which goes first, so a neighbour's load on a
-  shared machine hits both alike. Throughput is audio seconds per wall second of
-  the median repetition; the ratio is also given as the median of the per-
-  repetition ratios, which cancels slow drifts.
-* Preparation (hash checks, conversion), loading and one warm-up file per engine
-  happen before any clock starts; decoding the audio files too.
+  then with the next, alternating the order, so a neighbour's load on a
+  shared machine hits all alike. Throughput is audio seconds per wall second
+  of the median repetition; the ratio is also given as the median of the
+  per-repetition ratios, which cancels slow drifts.
+* Preparation (hash checks, conversion), loading (worker processes too) and a
+  warm-up on one file per worker happen before any clock starts.
 * ``--long-form`` adds a second measurement on one recording made of the same
-  files with a second of silence between them, the shape of a call recording.
-  There faster-whisper's ``BatchedInferencePipeline`` (VAD chunks packed into
-  30-s windows, 8 windows per encoder batch) can run too: it is not what a call
-  uses, but it is the lever the issue names for closing a throughput gap, so
-  its effect is measured rather than assumed.
+  files with a second of silence between them, the shape of a call recording,
+  with faster-whisper's ``BatchedInferencePipeline`` as a further engine.
 * WER: Whisper's EnglishTextNormalizer on reference and hypothesis, after
   mapping ``*`` to "star" and ``#`` to "pound" (phone menus say them and the
   normaliser would drop them), then jiwer over the whole batch.
@@ -41,24 +50,28 @@ Why it is measured this way:
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime
 import json
 import os
 import platform
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
+import soundfile as sf
 from benchlib import cpu_model, spread, version
 
 from asr.audio import load_audio
+from asr.batch import LocalWorkers, cpu_cores, plan_groups, plan_workers
 from asr.transcriber import Transcriber, create_transcriber
 from asr.transcript import Segment, Transcript
-from voicedesk.config import AsrConfig, load_config
+from voicedesk.config import AsrConfig, Config, load_config
 from voicedesk.errors import VoicedeskError
 from voicedesk.models.prepare import ModelStore
 
@@ -73,7 +86,8 @@ BUSY_LOAD = 0.5  # 1-minute load average per core above which neighbours skew th
 class Engine:
     label: str
     config: AsrConfig
-    batched: bool = False  # faster-whisper's BatchedInferencePipeline instead of the backend
+    kind: str = "backend"  # "batch": voicedesk's batch path; "pipeline": BatchedInferencePipeline
+    workers: int = 1  # batch path: worker processes, config.threads each
 
 
 class BatchedFasterWhisper:
@@ -146,49 +160,106 @@ def listed_recordings(audio_dir: Path) -> list[tuple[Path, str]]:
 
 
 
-def run_batch(transcriber: Transcriber, recordings: Sequence[Recording]) -> tuple[float, list[str]]:
-    started = time.perf_counter()
-    texts = [transcriber.transcribe(r.samples).text for r in recordings]
-    return time.perf_counter() - started, texts
+class Runner(Protocol):
+    model_ref: str
+
+    def run(self, recordings: Sequence[Recording]) -> list[str]: ...
 
 
+class BackendRunner:
+    """A backend's ``transcribe`` on each file's samples: openai-whisper's way."""
+
+    def __init__(self, transcriber: Transcriber) -> None:
+        self.transcriber = transcriber
+        self.model_ref = getattr(transcriber, "model_ref", "")
+
+    def run(self, recordings: Sequence[Recording]) -> list[str]:
+        return [self.transcriber.transcribe(r.samples).text for r in recordings]
 
 
+class BatchPathRunner:
+    """``voicedesk transcribe``'s path: ``plan_groups`` and ``LocalWorkers``, files on disk."""
+
+    def __init__(self, config: Config, engine: Engine, store: ModelStore) -> None:
+        config = copy.deepcopy(config)
+        config.asr = engine.config
+        self.model_ref = store.whisper_ct2(engine.config.model)
+        self.workers = LocalWorkers(config, False, engine.workers, engine.config.threads)
+
+    def run(self, recordings: Sequence[Recording]) -> list[str]:
+        paths = [str(r.path) for r in recordings]
+        texts: dict[str, str] = {}
+        for outcome in self.workers.run(plan_groups(paths, self.workers.workers)):
+            if "record" not in outcome:
+                raise VoicedeskError(f"batch path failed on {outcome['path']}: "
+                                     f"{outcome.get('error') or outcome.get('fatal')}")
+            texts[outcome["path"]] = outcome["record"]["text"]
+        return [texts[p] for p in paths]
+
+    def warm(self, recordings: Sequence[Recording]) -> None:
+        """One file through every worker process, so each has loaded its model."""
+        first = str(recordings[0].path)
+        for _ in self.workers.run([[first] for _ in range(self.workers.workers)]):
+            pass
 
 
-def measure(title: str, engines: Sequence[Engine], store: ModelStore,
+def make_runner(engine: Engine, config: Config, store: ModelStore) -> Runner:
+    if engine.kind == "batch":
+        return BatchPathRunner(config, engine, store)
+    if engine.kind == "pipeline":
+        return BackendRunner(BatchedFasterWhisper(store.whisper_ct2(engine.config.model),
+                                                  engine.config))
+    return BackendRunner(create_transcriber(engine.config, store))
+
+
+def measure(title: str, engines: Sequence[Engine], config: Config, store: ModelStore,
             recordings: Sequence[Recording], repetitions: int) -> dict[str, Any]:
-    transcribers: dict[str, Transcriber] = {}
+    runners: dict[str, Runner] = {}
     load_s: dict[str, float] = {}
     for engine in engines:
         say(f"{title}: loading {engine.label} ({engine.config.compute_type}, beam "
-            f"{engine.config.beam_size}, {engine.config.threads} threads)")
+            f"{engine.config.beam_size}, {engine.workers} x {engine.config.threads} threads)")
         started = time.perf_counter()
-        transcribers[engine.label] = (
-            BatchedFasterWhisper(store.whisper_ct2(engine.config.model), engine.config)
-            if engine.batched else create_transcriber(engine.config, store))
+        runner = runners[engine.label] = make_runner(engine, config, store)
+        if isinstance(runner, BatchPathRunner):
+            runner.warm(recordings)
+        else:
+            runner.run(recordings[:1])  # warm-up, untimed
         load_s[engine.label] = time.perf_counter() - started
-        transcribers[engine.label].transcribe(recordings[0].samples)  # warm-up, untimed
     seconds: dict[str, list[float]] = {e.label: [] for e in engines}
     texts: dict[str, list[str]] = {}
-    for rep in range(repetitions):
-        order = engines if rep % 2 == 0 else list(reversed(engines))
-        for engine in order:
-            spent, hypotheses = run_batch(transcribers[engine.label], recordings)
-            seconds[engine.label].append(spent)
-            texts.setdefault(engine.label, hypotheses)  # greedy: every repetition is the same
-            say(f"{title}: repetition {rep + 1}/{repetitions}: {engine.label} {spent:.2f} s")
+    try:
+        for rep in range(repetitions):
+            order = engines if rep % 2 == 0 else list(reversed(engines))
+            for engine in order:
+                started = time.perf_counter()
+                hypotheses = runners[engine.label].run(recordings)
+                spent = time.perf_counter() - started
+                seconds[engine.label].append(spent)
+                texts.setdefault(engine.label, hypotheses)  # greedy: repetitions agree
+                say(f"{title}: repetition {rep + 1}/{repetitions}: {engine.label} "
+                    f"{spent:.2f} s")
+    finally:
+        for runner in runners.values():
+            if isinstance(runner, BatchPathRunner):
+                runner.workers.__exit__(None, None, None)
     audio_s = sum(r.duration for r in recordings)
     references = [r.reference for r in recordings]
     rows = {}
     for engine in engines:
         wall = float(np.median(seconds[engine.label]))
         rows[engine.label] = {
+            "path": {"batch": "voicedesk transcribe (asr.batch, packed windows)",
+                     "pipeline": "BatchedInferencePipeline",
+                     "backend": "backend.transcribe per file"}[engine.kind],
             "backend": engine.config.backend,
             "compute_type": engine.config.compute_type,
             "beam_size": engine.config.beam_size,
+            "workers": engine.workers,
             "threads": engine.config.threads,
-            "weights": getattr(transcribers[engine.label], "model_ref", ""),
+            "threads_total": engine.workers * engine.config.threads,
+            "weights": os.path.basename(os.path.dirname(str(runners[engine.label].model_ref)))
+            or str(runners[engine.label].model_ref),
             "load_s": round(load_s[engine.label], 3),
             "wall_s": [round(s, 3) for s in seconds[engine.label]],
             "wall_s_median": round(wall, 3),
@@ -223,14 +294,15 @@ def summarise(measured: dict[str, Any], fast: str, slow: str = "openai-whisper"
 
 def print_table(measured: dict[str, Any], summaries: Sequence[dict[str, Any]],
                 repetitions: int) -> None:
-    header = (f"{'engine':<22} {'compute':<8} {'beam':>4} {'threads':>7} {'audio s':>8} "
+    header = (f"{'engine':<28} {'compute':<8} {'beam':>4} {'threads':>7} {'audio s':>8} "
               f"{'wall s':>8} {'audio s/s':>10} {'RTF':>7} {'WER':>7}")
     print(f"\n{measured['title']}: {measured['files']} recording(s), median of {repetitions} "
           f"repetitions, same weights and audio")
     print(header)
     print("-" * len(header))
     for label, row in measured["engines"].items():
-        print(f"{label:<22} {row['compute_type']:<8} {row['beam_size']:>4} {row['threads']:>7} "
+        threads = f"{row['workers']}x{row['threads']}"
+        print(f"{label:<28} {row['compute_type']:<8} {row['beam_size']:>4} {threads:>7} "
               f"{measured['audio_s']:>8.1f} {row['wall_s_median']:>8.2f} "
               f"{row['audio_s_per_s']:>10.2f} {row['rtf']:>7.3f} {row['wer']:>7.2%}")
     for summary in summaries:
@@ -243,23 +315,32 @@ def print_table(measured: dict[str, Any], summaries: Sequence[dict[str, Any]],
               f"(between them {summary['wer_between_engines']:.2%})")
 
 
-def build_engines(model: str, threads: int, language: str, batched: bool) -> list[Engine]:
+def build_engines(model: str, threads: int, workers: int, language: str,
+                  extra: Sequence[str]) -> list[Engine]:
+    """The batch path with ``workers`` x (threads / workers), openai-whisper with all threads;
+    ``extra``: "per-file" (the backend alone) and "pipeline" (BatchedInferencePipeline)."""
     fast = AsrConfig(backend="faster-whisper", model=model, compute_type="int8", beam_size=1,
                      threads=threads, language=language)
     slow = AsrConfig(backend="openai-whisper", model=model, compute_type="float32",
                      beam_size=1, threads=threads, language=language)
-    engines = [Engine("faster-whisper", fast), Engine("openai-whisper", slow)]
-    if batched:
-        engines.insert(1, Engine("faster-whisper-batched", fast, batched=True))
+    engines = [Engine("faster-whisper", replace(fast, threads=max(1, threads // workers)),
+                      kind="batch", workers=workers)]
+    if "per-file" in extra:
+        engines.append(Engine("faster-whisper file by file", fast))
+    if "pipeline" in extra:
+        engines.append(Engine("faster-whisper-batched", fast, kind="pipeline"))
+    engines.append(Engine("openai-whisper", slow))
     return engines
 
 
-def joined(recordings: Sequence[Recording]) -> Recording:
-    """One call-like recording: the files in turn, a second of silence after each."""
+def joined(recordings: Sequence[Recording], folder: Path) -> Recording:
+    """One call-like recording: the files in turn, a second of silence after each (written
+    to ``folder``, since the batch path reads files)."""
     gap = np.zeros(16_000, dtype=np.float32)
     samples = np.concatenate([part for r in recordings for part in (r.samples, gap)])
-    return Recording(Path("+".join(r.path.name for r in recordings)), samples,
-                     " ".join(r.reference for r in recordings))
+    path = folder / "joined.flac"
+    sf.write(path, samples, 16_000)
+    return Recording(path, load_audio(path).samples, " ".join(r.reference for r in recordings))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -268,10 +349,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="every listed recording and 5 repetitions (default: 4 and 3)")
     parser.add_argument("--long-form", action="store_true",
                         help="also transcribe the files joined into one recording, with "
-                             "faster-whisper's BatchedInferencePipeline as a third engine")
+                             "faster-whisper's BatchedInferencePipeline as a further engine")
+    parser.add_argument("--per-file", action="store_true",
+                        help="also time the faster-whisper backend alone on each file "
+                             "(the batch path before packing)")
     parser.add_argument("--repetitions", type=int, default=None)
     parser.add_argument("--threads", type=int, default=0,
-                        help="threads for both engines (default: every usable core)")
+                        help="threads for each engine in total (default: every usable core)")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="batch path worker processes (default: what voicedesk "
+                             "transcribe picks for these threads)")
     parser.add_argument("--model", default=None, help="asr.model (default: the configured one)")
     parser.add_argument("--audio-dir", type=Path, default=DEFAULT_AUDIO_DIR)
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
@@ -279,7 +366,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     config = load_config()
     store = ModelStore(config.models_dir)
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    usable = cpu_cores()
     threads = args.threads or usable or 1
     model = args.model or config.asr.model
     repetitions = args.repetitions or (5 if args.full else 3)
@@ -288,13 +375,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         rows = spread(listed_recordings(args.audio_dir), None if args.full else 4)
         recordings = [Recording(path, load_audio(path).samples, ref) for path, ref in rows]
+        workers = args.workers or plan_workers(0, len(recordings), threads)[0]
         language = config.asr.language
-        batch = measure("separate recordings", build_engines(model, threads, language, False),
-                        store, recordings, repetitions)
-        measurements.append((batch, [summarise(batch, "faster-whisper")]))
+        extra = ["per-file"] if args.per_file else []
+        batch = measure("separate recordings",
+                        build_engines(model, threads, workers, language, extra),
+                        config, store, recordings, repetitions)
+        comparisons = [summarise(batch, "faster-whisper")]
+        if args.per_file:
+            comparisons.append(summarise(batch, "faster-whisper file by file"))
+        measurements.append((batch, comparisons))
         if args.long_form:
-            long = measure("one joined recording", build_engines(model, threads, language, True),
-                           store, [joined(recordings)], repetitions)
+            with tempfile.TemporaryDirectory() as folder:
+                long = measure("one joined recording",
+                               build_engines(model, threads, 1, language, ["pipeline"]),
+                               config, store, [joined(recordings, Path(folder))], repetitions)
             measurements.append((long, [summarise(long, "faster-whisper"),
                                         summarise(long, "faster-whisper-batched")]))
     except VoicedeskError as exc:
@@ -303,6 +398,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     load_after = os.getloadavg()
     for measured, summaries in measurements:
         print_table(measured, summaries, repetitions)
+    print(f"load average (1, 5, 15 min): before {' '.join(f'{x:.2f}' for x in load_before)}, "
+          f"after {' '.join(f'{x:.2f}' for x in load_after)}")
     if max(load_before[0], load_after[0]) > BUSY_LOAD * threads:
         say(f"warning: load average {load_before[0]:.1f} -> {load_after[0]:.1f} with "
             f"{threads} threads; other work shared the cores, so absolute figures are "
