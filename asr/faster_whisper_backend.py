@@ -25,6 +25,9 @@ PREPEND_PUNCTUATIONS = "\"'“¿([{-"
 APPEND_PUNCTUATIONS = "\"'.。,，!！?？:：”)]}、"
 
 
+MAX_TOKENS = 220  # Whisper's own limit per window is 448, half for the prompt
+
+
 class FasterWhisperTranscriber:
     name = "faster-whisper"
 
@@ -56,7 +59,11 @@ class FasterWhisperTranscriber:
             condition_on_previous_text=False,
             initial_prompt=prompt,
             vad_filter=False,
-            **({} if fallback else {"temperature": 0.0}),
+            # Without the fallback nothing stops a repetition loop ("1-1-1-1-...") but the
+            # token limit, and a pass that runs to 448 tokens stalls a live call for seconds:
+            # bound it by what anyone can say in the audio (about 5 tokens a second).
+            **({} if fallback else {"temperature": 0.0,
+                                    "max_new_tokens": min(MAX_TOKENS, int(12 * duration) + 16)}),
             without_timestamps=False,
         )
         out = []
