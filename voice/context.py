@@ -45,7 +45,7 @@ class TurnLog:
     latency_ms: dict[str, float] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(eq=False)  # hashable by identity: the service keeps a set of live calls
 class CallContext:
     call_id: str
     transport: Transport

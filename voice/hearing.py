@@ -8,6 +8,8 @@ what the endpointer judges the words by, and what an early start works from.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections import deque
 from typing import Any
 
@@ -20,6 +22,7 @@ from voice.frames import CallerAudio16k, Frame, SpeechStarted, Transcript, TurnE
 from voice.pipeline import Stage
 from voice.pool import BACKGROUND, URGENT
 
+log = logging.getLogger(__name__)
 SPEECH_RATE = 16_000
 PREROLL_S = 1.0
 MAX_LAG_S = 0.15  # skip partial passes while the stage is this far behind the line
@@ -67,6 +70,10 @@ class Hearing(Stage):
             self._in_turn = True
             self._turn_audio = []
             self._text = ""
+            if self.stream.transcriber is not self.ctx.assistant.transcriber:
+                # a promoted ASR model took over between turns
+                self.stream = StreamingTranscriber(self.ctx.assistant.transcriber,
+                                                   self.stream.options)
             kept = [f for f in self._preroll if f.t + len(f.samples) / 16_000 > frame.t]
             self._audio_t = kept[0].t if kept else frame.t
             self.stream.reset(self._audio_t)
@@ -76,7 +83,9 @@ class Hearing(Stage):
             await self.push(frame)
         elif isinstance(frame, TurnEnded) and self._in_turn:
             self._in_turn = False
+            started = time.monotonic()
             events = await self.ctx.pool.run(URGENT, self.stream.end_turn)
+            log.debug("final pass: %.0f ms", (time.monotonic() - started) * 1000)
             final = next(e for e in events if isinstance(e, Final))
             audio = (np.concatenate(self._turn_audio) if self._turn_audio
                      else np.zeros(0, dtype=np.float32))
@@ -106,10 +115,14 @@ class Hearing(Stage):
         if not self.stream.due():
             self.stream.poll()  # no pass: at most a trim, cheap enough for this thread
             return
-        if behind > MAX_LAG_S and self._silence_s == 0:
+        if behind > MAX_LAG_S:
             return  # busy machine, audio queued up: catch up first (the final is never skipped)
         pause = self._silence_s >= self.stream.options.pause_s
+        started = time.monotonic()
         events = await self.ctx.pool.run(URGENT if pause else BACKGROUND, self.stream.poll)
+        log.debug("pass (%s) over %.1f s of audio: %.0f ms, %.0f ms behind the line",
+                  "pause" if pause else "partial", self.stream.buffer_s,
+                  (time.monotonic() - started) * 1000, behind * 1000)
         if not self._in_turn:
             return
         changed = False

@@ -9,7 +9,9 @@ slots, what the caller heard of the reply, and latencies) in one transaction.
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -80,6 +82,10 @@ class CallService:
         self.pool = pool
         self.active = 0
         self.handled = 0
+        self.generation = 0  # of the promoted models in use (0: the configured ones)
+        self._calls: set[CallContext] = set()
+        self._watcher: Any = None
+        self._watch_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Load the models once (in a thread: the event loop keeps serving)."""
@@ -96,10 +102,56 @@ class CallService:
         if self.pool is None:
             self.pool = InferencePool()
         prometheus()
+        await self._follow_promotions()
 
     async def stop(self) -> None:
+        if self._watch_task is not None:
+            self._watch_task.cancel()
         if self.pool is not None:
             self.pool.close()
+
+    # ---- promoted models, swapped between turns ------------------------------------
+    async def _follow_promotions(self) -> None:
+        """Serve the promoted model if there is one, and keep watching the registry."""
+        from training.registry import PromotionWatcher
+
+        assert self.store is not None
+        self._watcher = PromotionWatcher(self.store.engine, self.config.call.model_check_s)
+        current = self._watcher.current
+        if current.llm is not None or current.asr is not None:
+            await self._swap(current)
+        self._watch_task = asyncio.create_task(self._watch(), name="model-watcher")
+
+    async def _watch(self) -> None:
+        assert self._watcher is not None
+        while True:
+            await asyncio.sleep(self.config.call.model_check_s)
+            try:
+                served = await asyncio.to_thread(self._watcher.poll)
+                if served is not None:
+                    await self._swap(served)
+            except Exception:  # a bad candidate must not take the service down
+                log.exception("could not switch to the promoted model; keeping the current one")
+
+    async def _swap(self, served: Any) -> None:
+        """Load the promoted models beside the current ones, then switch every call over.
+
+        Calls in progress pick the new models up at their next turn; nothing is dropped.
+        """
+        config = copy.deepcopy(self.config)
+        if served.llm is not None:
+            config.llm.model = served.llm_path(config.llm.engine)
+        if served.asr is not None:
+            config.asr.model = served.asr_path(config.asr.backend)
+        started = time.monotonic()
+        assistant = await asyncio.to_thread(Assistant.load, config)
+        self.assistant = assistant
+        for ctx in self._calls:
+            ctx.assistant = assistant
+        self.generation = served.generation
+        log.info("now serving generation %d (llm %s, asr %s), loaded in %.1f s",
+                 served.generation, config.llm.model, config.asr.model,
+                 time.monotonic() - started)
 
     async def handle(self, transport: Transport) -> CallOutcome:
         if self.assistant is None or self.pool is None or self.crm is None:
@@ -107,6 +159,7 @@ class CallService:
         assert self.assistant is not None and self.pool is not None and self.crm is not None
         call_id = str(uuid.uuid4())
         ctx = CallContext(call_id, transport, self.assistant, self.pool, self.config)
+        self._calls.add(ctx)
         turns = TurnManager(ctx, self.crm, transport.info.caller_id)
         playback = Playback(ctx)
         pipeline = Pipeline([Listening(ctx), Hearing(ctx), turns, Speech(ctx), playback],
@@ -131,6 +184,7 @@ class CallService:
         summary["barge_ins"] = ctx.barge_ins
         summary["assistant_prompts"] = [t.heard for t in ctx.turns
                                         if not t.transcript and not t.dtmf]
+        self._calls.discard(ctx)
         stored = await asyncio.to_thread(self._store, ctx, caller, started_at, summary)
         self.active -= 1
         self.handled += 1

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from training import train_cli
 from training.data.cli import register as register_data
 from voice.mic import register as register_talk
 from voice.serve import register as register_serve
@@ -280,8 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
                                  "resuming)")
     transcribe.add_argument("--workers", type=int,
                             help="worker processes (Ray actors with --ray), each loading the "
-                                 "model once (default: one per two cores; threads per worker = "
-                                 "cores / workers)")
+                                 "model once (default: one per core, at most 8; threads per "
+                                 "worker = cores / workers)")
     transcribe.add_argument("--ray", metavar="ADDRESS",
                             help="run on a Ray cluster through Ray Data: 'local' starts one "
                                  "here, or an address such as ray://head:10001 (nodes need "
@@ -321,6 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
         func=cmd_models_list)
     models_sub.add_parser("prepare", help="prepare the configured models now").set_defaults(
         func=cmd_models_prepare)
+    train_cli.register(sub, models_sub)
     register_data(sub)
     register_serve(sub)
     register_talk(sub)

@@ -105,6 +105,7 @@ class CallConfig:
     no_input_prompts: int = 1  # prompts before a polite hang-up
     dtmf_timeout_s: float = 3.0  # keypad digits end with # or after this pause
     first_piece_words: int = 8  # split a long first sentence at a comma for an earlier start
+    model_check_s: float = 2.0  # how often a live service looks for a newly promoted model
 
 
 @dataclass

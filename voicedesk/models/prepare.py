@@ -295,7 +295,8 @@ def _copy_tokenizer(source: str, target: Path) -> None:
     src = Path(source)
     if src.is_dir():
         for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja",
-                     "special_tokens_map.json", "generation_config.json"):
+                     "special_tokens_map.json", "generation_config.json",
+                     "voicedesk_task.json"):  # nlu.turn_format's marker of a fine-tuned model
             if (src / name).is_file():
                 shutil.copy2(src / name, target / name)
     else:

@@ -1,0 +1,180 @@
+"""Fine-tuning the default LLM on the telecom task: accuracy, scenarios, latency, epoch time.
+
+    .venv/bin/python benchmarks/finetune.py [--epochs 3] [--method lora] [--json PATH]
+
+Side by side, in one run, on the same held-out split of the telecom pack's
+intent examples (``training.task_examples.domain_split``: about a quarter of
+each intent's examples, removed from the retrieval index so no model can
+look them up): the untuned SmolLM2-135M with its few-shot prompt against the
+same model fine-tuned (LoRA by default) on the rest and on the intents'
+descriptions (as ``voicedesk train finetune --domain`` does), asked with the
+zero-shot turn prompt. Each is scored as the recogniser runs it (LLM choice times the
+retrieval prior) and as the LLM alone (retrieval weight 0), plus the
+scenario suite's pass rate and the per-turn latency, both served by
+CTranslate2 int8.
+
+The LoRA epoch time over 10,000 short examples is extrapolated from a
+measured number of steps (``--timing-steps``) of the same loop and batch
+size on short telecom turns; the report says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchlib import cpu_model, version  # noqa: E402
+
+from nlu.domain import load_domain  # noqa: E402
+from training.finetune import FinetuneOptions, expand, finetune, sft_sequences  # noqa: E402
+from training.loop import LoopOptions  # noqa: E402
+from training.task_examples import description_examples, domain_split  # noqa: E402
+from training.verify import SCENARIOS, VerifyOptions, evaluate_llm, load_llm  # noqa: E402
+from voicedesk.config import load_config  # noqa: E402
+from voicedesk.models.prepare import ModelStore  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results" / "finetune.json"
+
+
+def measure(label: str, path: str | None, config, turns, embedder) -> dict:
+    out = {}
+    model = load_llm(config, path)
+    for weight in (config.nlu.retrieval_weight, 0.0):
+        cfg = replace(config, nlu=replace(config.nlu, retrieval_weight=weight))
+        scenarios = SCENARIOS if weight == config.nlu.retrieval_weight else None
+        metrics, details = evaluate_llm(model, cfg, VerifyOptions(turns=turns,
+                                                                  scenarios=scenarios),
+                                        embedder, say=lambda m: print(f"  {label}: {m}"))
+        key = "recogniser" if weight else "llm_alone"
+        out[key] = {**metrics, "errors": details.get("errors", []),
+                    "scenario_failures": details.get("scenario_failures", [])}
+    return out
+
+
+def epoch_time(base: str, steps: int, batch_size: int, out: Path, bf16: bool = False) -> dict:
+    """Seconds per LoRA step on short telecom turns, and the 10,000-example epoch it implies."""
+    import shutil
+
+    from training.lm import collate, load_causal_lm, loss
+    from training.loop import train
+
+    domain = load_domain("telecom")
+    examples = expand(domain_split(domain, "train"), FinetuneOptions())
+    model, tokenizer = load_causal_lm(base, "lora")
+    sequences = sft_sequences(examples, tokenizer, FinetuneOptions())
+    shutil.rmtree(out, ignore_errors=True)
+    options = LoopOptions(max_steps=steps + 1, batch_size=batch_size, learning_rate=1e-3,
+                          save_every=10_000, progress=False, bf16=bf16)
+    times: list[float] = []
+    last = [time.perf_counter()]
+
+    def tick(step: int, _steps: int, _loss: float) -> None:
+        now = time.perf_counter()
+        if step > 1:  # the first step pays for warm-up
+            times.append(now - last[0])
+        last[0] = now
+
+    train(model, sequences, lambda b: collate(b, tokenizer.eos_token_id), loss, out, options,
+          {}, tick)
+    per_step = statistics.median(times)
+    tokens = statistics.mean(len(s.ids) for s in sequences)
+    epoch_steps = -(-10_000 // batch_size)
+    return {"measured_steps": len(times), "batch_size": batch_size,
+            "mean_tokens_per_example": round(tokens, 1), "seconds_per_step": per_step,
+            "extrapolated_epoch_minutes_10k": per_step * epoch_steps / 60,
+            "threads": os.cpu_count(), "bf16": bf16}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=float, default=3)
+    parser.add_argument("--method", choices=("lora", "full"), default="lora")
+    parser.add_argument("--timing-steps", type=int, default=8)
+    parser.add_argument("--out", type=Path, default=Path("/tmp/voicedesk-bench-finetune"))
+    parser.add_argument("--json", type=Path, default=RESULTS)
+    args = parser.parse_args()
+
+    config = load_config()
+    models = ModelStore(config.models_dir)
+    base = models.llm_hf(config.llm.model)
+    from nlu.embeddings import SentenceEmbedder
+
+    embedder = SentenceEmbedder(models.embeddings(config.nlu.embeddings))
+    domain = load_domain(config.nlu.domain)
+    # What `voicedesk train finetune --domain` trains on: the pack's examples outside the
+    # held-out split, and each intent's description said by a caller.
+    train_set = domain_split(domain, "train") + description_examples(domain)
+    test_set = domain_split(domain, "test")
+    print(f"telecom intent examples: {len(train_set)} train (with descriptions), "
+          f"{len(test_set)} held out")
+
+    print("untuned model (few-shot prompt):")
+    untuned = measure("untuned", None, config, test_set, embedder)
+
+    print(f"fine-tuning ({args.method}, {args.epochs} epochs) ...")
+    import shutil
+
+    shutil.rmtree(args.out / "run", ignore_errors=True)  # a benchmark starts afresh
+    started = time.perf_counter()
+    options = FinetuneOptions(method=args.method, loop=LoopOptions(
+        epochs=args.epochs, batch_size=16, learning_rate=0.0, save_every=1000))
+    outcome = finetune(base, train_set, args.out / "run", options)
+    train_s = time.perf_counter() - started
+    assert outcome.model is not None
+    print(f"trained {outcome.loop.steps} steps in {train_s:.0f} s "
+          f"(final loss {outcome.loop.final_loss:.3f})")
+    print("fine-tuned model (zero-shot turn prompt):")
+    tuned = measure("tuned", str(outcome.model.serving_path(config.llm.engine)), config,
+                    test_set, embedder)
+
+    print(f"timing {args.timing_steps} LoRA steps for the epoch estimate ...")
+    timing = epoch_time(base, args.timing_steps, 16, args.out / "timing")
+    timing_bf16 = epoch_time(base, args.timing_steps, 16, args.out / "timing", bf16=True)
+
+    def errors(side: dict) -> int:
+        return round((1 - side["intent_accuracy"]) * side["turns"])
+
+    rows = []
+    for key in ("recogniser", "llm_alone"):
+        u, t = untuned[key], tuned[key]
+        rows.append((key, u["intent_accuracy"], t["intent_accuracy"], errors(u), errors(t),
+                     u["latency_p50_ms"], t["latency_p50_ms"]))
+    print(f"\n{'scoring':<11} {'acc untuned':>11} {'acc tuned':>9} {'err u':>6} {'err t':>6} "
+          f"{'ms/turn u':>9} {'ms/turn t':>9}")
+    for name, ua, ta, ue, te, ul, tl in rows:
+        print(f"{name:<11} {ua:>11.3f} {ta:>9.3f} {ue:>6} {te:>6} {ul:>9.0f} {tl:>9.0f}")
+    su, st = untuned["recogniser"]["scenario_pass_rate"], tuned["recogniser"][
+        "scenario_pass_rate"]
+    print(f"scenario pass rate: untuned {su:.3f}, tuned {st:.3f}")
+    print(f"LoRA epoch over 10,000 short examples: {timing['extrapolated_epoch_minutes_10k']:.1f}"
+          f" min EXTRAPOLATED from {timing['measured_steps']} measured steps of "
+          f"{timing['batch_size']} ({timing['seconds_per_step']:.2f} s/step, "
+          f"{timing['mean_tokens_per_example']} tokens/example); with bfloat16 autocast "
+          f"{timing_bf16['extrapolated_epoch_minutes_10k']:.1f} min "
+          f"({timing_bf16['seconds_per_step']:.2f} s/step)")
+
+    result = {"date": time.strftime("%Y-%m-%d %H:%M"), "cpu": cpu_model(),
+              "cores": os.cpu_count(), "torch": version("torch"),
+              "transformers": version("transformers"), "peft": version("peft"),
+              "train_examples": len(train_set), "test_examples": len(test_set),
+              "method": args.method, "epochs": args.epochs, "train_steps": outcome.loop.steps,
+              "train_seconds": train_s, "final_loss": outcome.loop.final_loss,
+              "untuned": untuned, "tuned": tuned, "lora_epoch_timing": timing,
+              "lora_epoch_timing_bf16": timing_bf16}
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print(f"results in {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

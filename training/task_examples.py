@@ -1,0 +1,224 @@
+"""Task data for training and verification: a dataset folder, or the domain pack's examples.
+
+A dataset folder (built by training/data/) holds ``manifest.json``,
+``{train,validation,test}.jsonl`` of turns, ``corpus.jsonl`` of domain text
+and ``asr/{train,validation,test}.jsonl`` of audio clips. The domain pack's
+own intent examples are task data too, so a model can be fine-tuned before
+any call has been reviewed; they are split by a fixed rule so the examples a
+model is tested on are never the ones it (or the retrieval index) learned from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from nlu.domain import DomainPack
+from voicedesk.errors import VoicedeskError
+
+SPLITS = ("train", "validation", "test")
+
+
+class DataError(VoicedeskError):
+    pass
+
+
+@dataclass(frozen=True)
+class TurnExample:
+    text: str
+    intent: str
+    slots: dict[str, str] = field(default_factory=dict)
+    reply: str | None = None
+    context: str = ""  # what the agent had just said, when known
+    id: str = ""
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class AudioExample:
+    audio: Path
+    text: str
+    id: str = ""
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        raise DataError(f"{path} does not exist; a dataset folder needs manifest.json and "
+                        f"train/validation/test .jsonl files (training/data/ builds them)")
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as exc:
+            raise DataError(f"{path}:{number} is not valid JSON: {exc}") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{path}:{number} must be a JSON object")
+        rows.append(row)
+    return rows
+
+
+def _check_dataset(folder: Path) -> None:
+    if not (folder / "manifest.json").is_file():
+        raise DataError(f"dataset folder {folder} has no manifest.json; pass a folder written "
+                        f"by the dataset builder, or --domain to train on the domain pack")
+
+
+def turn_examples(folder: Path, split: str) -> list[TurnExample]:
+    """The turns of one split; rows without text or intent are a data error, not skipped."""
+    _check_dataset(folder)
+    path = folder / f"{split}.jsonl"
+    out = []
+    for number, row in enumerate(read_jsonl(path), 1):
+        text, intent = str(row.get("text") or "").strip(), str(row.get("intent") or "").strip()
+        if not text or not intent:
+            raise DataError(f"{path}:{number}: every turn needs non-empty 'text' and 'intent'")
+        slots = row.get("slots") or {}
+        out.append(TurnExample(text, intent, {str(k): str(v) for k, v in slots.items()},
+                               row.get("reply") or None, str(row.get("context") or ""),
+                               str(row.get("id") or number), str(row.get("source") or "")))
+    return out
+
+
+OUT_OF_SCOPE_LABELS = {"oos", "out_of_scope"}  # CLINC150's out-of-scope rows are ours too
+
+
+def catalogue_only(examples: list[TurnExample], domain: DomainPack,
+                   say: Callable[[str], None] = lambda _: None) -> list[TurnExample]:
+    """The turns labelled with a catalogue intent (CLINC150's ``oos`` as out_of_scope).
+
+    A dataset may mix in public corpora with their own label spaces; the
+    recogniser chooses among catalogue intents only, so other labels would
+    teach names it never asks for. What is left out is said, not hidden.
+    """
+    kept, dropped = [], 0
+    for example in examples:
+        if example.intent in OUT_OF_SCOPE_LABELS:
+            kept.append(replace(example, intent="out_of_scope"))
+        elif example.intent in domain.intents:
+            kept.append(example)
+        else:
+            dropped += 1
+    if dropped:
+        say(f"left out {dropped} of {len(examples)} turns whose intent is not in the "
+            f"{domain.name} catalogue (a public corpus's own labels)")
+    return kept
+
+
+def corpus_texts(folder: Path) -> list[str]:
+    _check_dataset(folder)
+    path = folder / "corpus.jsonl"
+    texts = [str(r.get("text") or "").strip() for r in read_jsonl(path)]
+    texts = [t for t in texts if t]
+    if not texts:
+        raise DataError(f"{path} has no text; continued pre-training needs a corpus")
+    return texts
+
+
+def audio_examples(folder: Path, split: str) -> list[AudioExample]:
+    _check_dataset(folder)
+    path = folder / "asr" / f"{split}.jsonl"
+    out = []
+    for number, row in enumerate(read_jsonl(path), 1):
+        audio = folder / str(row.get("audio") or "")
+        if not row.get("audio") or not audio.is_file():
+            raise DataError(f"{path}:{number}: audio {row.get('audio')!r} is not a file inside "
+                            f"{folder}")
+        out.append(AudioExample(audio, str(row.get("text") or ""), str(row.get("id") or number)))
+    return out
+
+
+def _bucket(text: str) -> float:
+    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+
+
+def domain_split(domain: DomainPack, split: str, test_fraction: float = 0.25
+                 ) -> list[TurnExample]:
+    """The pack's examples of one split: "test" takes about ``test_fraction`` of each
+    intent (at least one, chosen by a hash of the text, so the split is stable when
+    examples are added), "train" the rest; "validation" is the test part too."""
+    out = []
+    for intent in domain.intents.values():
+        ranked = sorted(intent.examples, key=_bucket)
+        n_test = max(1, round(len(ranked) * test_fraction))
+        test = set(ranked[:n_test])
+        for example in intent.examples:
+            if (example in test) == (split != "train"):
+                out.append(TurnExample(example, intent.name, reply=intent.reply or None,
+                                       id=f"{intent.name}:{_bucket(example):.6f}",
+                                       source=f"domain:{domain.name}"))
+    return out
+
+
+def without_examples(domain: DomainPack, held_out: list[TurnExample]) -> DomainPack:
+    """The pack minus held-out texts, so retrieval cannot look the answer up."""
+    drop = {e.text for e in held_out}
+    intents = {}
+    for name, intent in domain.intents.items():
+        kept = tuple(e for e in intent.examples if e not in drop) or intent.examples[:1]
+        intents[name] = replace(intent, examples=kept)
+    return replace(domain, intents=intents)
+
+
+_OPENERS = {"wants": "I want", "asks": "I'm asking", "thinks": "I think", "needs": "I need",
+            "reports": "I'm reporting", "lost": "I lost", "is": "I am", "says": ""}
+_PRONOUNS = {"their": "my", "they": "I", "them": "me", "theirs": "mine"}
+_VERBS = {"wants": "want", "says": "say"}
+
+
+def description_examples(domain: DomainPack) -> list[TurnExample]:
+    """Each intent's description said by the caller: "the caller wants to cancel their
+    contract" becomes "I want to cancel my contract".
+
+    Descriptions name what examples only imply (an *order*'s progress is a
+    ticket status, *opening hours* a knowledge question), and the operator
+    already wrote them; descriptions not about the caller are left out.
+    """
+    out = []
+    for intent in domain.intents.values():
+        words = intent.description.split()
+        if words[:2] != ["the", "caller"] or len(words) < 4 or words[2] not in _OPENERS:
+            continue
+        rest = [_PRONOUNS.get(w, _VERBS.get(w, w)) for w in words[3:]]
+        text = " ".join(([_OPENERS[words[2]]] if _OPENERS[words[2]] else []) + rest)
+        out.append(TurnExample(text[0].upper() + text[1:], intent.name,
+                               id=f"{intent.name}:description",
+                               source=f"domain:{domain.name}:description"))
+    return out
+
+
+def balanced(examples: list[TurnExample]) -> list[TurnExample]:
+    """Every intent repeated up to the commonest one's count, so no intent is the
+    model's default merely for having more examples."""
+    by_intent: dict[str, list[TurnExample]] = {}
+    for example in examples:
+        by_intent.setdefault(example.intent, []).append(example)
+    most = max((len(v) for v in by_intent.values()), default=0)
+    out = []
+    for group in by_intent.values():
+        out += [group[i % len(group)] for i in range(most)]
+    return out
+
+
+_FILLERS = ("hi, ", "hello, ", "yeah ", "um ", "okay so ")
+
+
+def spoken_variants(example: TurnExample) -> list[TurnExample]:
+    """The example as ASR may deliver it: lower case, no punctuation, with a filler.
+
+    The catalogue's examples are written text; callers' turns arrive as
+    transcripts. Two cheap variants per example teach the model both.
+    """
+    plain = re.sub(r"[^\w' ]+", " ", example.text.lower())
+    plain = " ".join(plain.split())
+    filler = _FILLERS[int(_bucket(example.text) * len(_FILLERS)) % len(_FILLERS)]
+    variants = [example, replace(example, text=plain)]
+    if example.intent != "goodbye":
+        variants.append(replace(example, text=filler + plain))
+    return variants
