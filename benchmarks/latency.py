@@ -55,7 +55,7 @@ def scripted_calls(limit: int | None) -> list[tuple[str, list[str]]]:
     suite = yaml.safe_load((REPO / "nlu/domain/telecom/scenarios.yaml").read_text())
     calls = []
     for call in suite["calls"]:
-        lines = [t["say"] for t in call["turns"] if "say" in t]
+        lines = [str(t["say"]) for t in call["turns"] if "say" in t]
         if len(lines) >= 2 and len(lines) == len(call["turns"]):
             calls.append((call["name"], lines))
     return calls if limit is None else calls[:limit]
