@@ -283,3 +283,25 @@ def test_info_digit_and_reinvite_to_hold_are_answered_mid_call(tmp_path: Path) -
         assert 40 <= sent_before_bye <= 65, sent_before_bye
 
     asyncio.run(scenario())
+
+
+def test_load_through_the_real_call_loop_stores_every_call(tmp_path: Path, speech: dict,
+                                                           config, assistant) -> None:
+    """The same load against the real loop: 50 calls, 10 at a time, every one stored."""
+    from training.store import CallStore
+    from voice.service import CallService
+
+    store = CallStore(config.database_url, config.audio_dir)
+
+    async def scenario() -> CallService:
+        service = CallService(config, assistant, store)
+        await service.start()
+        try:
+            await run_load(service.handle, tmp_path, speech["caller"][:8000])
+        finally:
+            await service.stop()
+        return service
+
+    service = asyncio.run(scenario())
+    assert service.handled == 50
+    assert store.count()[0] == 50

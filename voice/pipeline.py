@@ -139,6 +139,11 @@ class Pipeline:
             except Exception:
                 log.exception("stage %s did not close cleanly", stage.name)
 
+    def abort(self) -> None:
+        """Stop every stage at once, mid-frame (the service is shutting down)."""
+        for task in self._tasks:
+            task.cancel()
+
     async def _run(self, index: int) -> None:
         stage = self.stages[index]
         data, control, wake = self._data[index], self._control[index], self._wake[index]

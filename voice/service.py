@@ -172,11 +172,21 @@ class CallService:
                  transport.info.call_id, transport.info.caller_id)
         pipeline.start()
         greeting = self.assistant.domain.prompts.get("greeting", "")
-        if greeting:
-            await turns.greet(greeting)
-        caller = await self._listen(ctx, transport, pipeline)
-        await asyncio.sleep(0)  # let the stages see the hang-up
-        await pipeline.stop()
+        heard: list[np.ndarray] = []
+        cancelled = False
+        try:
+            if greeting:
+                await turns.greet(greeting)
+            await self._listen(ctx, transport, pipeline, heard)
+            await asyncio.sleep(0)  # let the stages see the hang-up
+            await pipeline.stop()
+        except asyncio.CancelledError:
+            # The gateway is shutting down: the call is over, but what was said in it is
+            # still stored below (a call is never lost), then the cancellation goes on.
+            cancelled = True
+            pipeline.abort()
+            ctx.ended = ctx.ended or "service stopped"
+        caller = np.concatenate(heard) if heard else np.zeros(0, dtype=np.float32)
         playback.finish()
         summary = turns.summary()
         summary["ended"] = ctx.ended
@@ -185,22 +195,25 @@ class CallService:
         summary["assistant_prompts"] = [t.heard for t in ctx.turns
                                         if not t.transcript and not t.dtmf]
         self._calls.discard(ctx)
-        stored = await asyncio.to_thread(self._store, ctx, caller, started_at, summary)
+        storing = asyncio.ensure_future(asyncio.to_thread(self._store, ctx, caller, started_at,
+                                                          summary))
+        stored = await asyncio.shield(storing)
         self.active -= 1
         self.handled += 1
         metrics["active"].dec()
         metrics["calls"].labels(transport.info.channel, summary.get("disposition", "")).inc()
         log.info("call %s: %s after %d turns (%s)", call_id, ctx.ended, len(ctx.turns),
                  summary.get("disposition"))
+        if cancelled:
+            raise asyncio.CancelledError
         return CallOutcome(call_id, ctx.turns, summary, ctx.ended, ctx.barge_ins,
                            ctx.false_barge_ins, playback.gaps, stored, greeting, caller)
 
-    async def _listen(self, ctx: CallContext, transport: Transport,
-                      pipeline: Pipeline) -> np.ndarray:
-        """Read the line until it closes; returns the caller's audio at 16 kHz."""
+    async def _listen(self, ctx: CallContext, transport: Transport, pipeline: Pipeline,
+                      kept: list[np.ndarray]) -> None:
+        """Read the line until it closes, keeping the caller's audio (16 kHz) in ``kept``."""
         resampler = _Resampler(transport.info.sample_rate)
         received = 0  # line samples
-        kept: list[np.ndarray] = []
         while True:
             event = await transport.receive()
             if isinstance(event, CallerAudio):
@@ -222,7 +235,6 @@ class CallService:
                 ctx.ended = ctx.ended or "internal error"
                 await transport.close()
                 break
-        return np.concatenate(kept) if kept else np.zeros(0, dtype=np.float32)
 
     def _store(self, ctx: CallContext, caller: np.ndarray, started_at: datetime,
                summary: dict[str, Any]) -> bool:

@@ -50,7 +50,8 @@ class SipOptions:
     transfer_wait_s: float = 8.0  # wait for the transfer target's answer (NOTIFY)
     max_calls: int = 500
     user_agent: str = "voicedesk"
-    handler_grace_s: float = 3.0  # at stop, how long a call handler may take to finish
+    handler_grace_s: float = 30.0  # at stop, how long a call handler may take to finish
+    # (storing the call included; the loop stores even when cancelled after this)
 
 
 def split_host_port(spec: str, default_port: int = 5060) -> tuple[str, int]:
