@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from asr import batch
 from asr.audio import load_audio, resample
 from asr.batch import LEDGER, PauseChunker, plan_groups, plan_workers, transcribe_recordings
 from asr.formats import CallTranscript
@@ -516,3 +517,55 @@ def test_silence_and_noise_packed_among_speech_stay_empty(packed_and_alone: tupl
     packed, _ = packed_and_alone
     for name in ("silence", "noise"):
         assert packed[name].text == "" and packed[name].segments == ()
+
+
+# ---- one long recording ------------------------------------------------------------------
+
+def test_a_long_recording_is_decoded_as_one_file_no_worse_than_file_by_file(
+        transcriber: Transcriber, tmp_path: Path) -> None:
+    """The dev recordings joined with a second of silence (98 s, a call's shape) take the
+    long-form route: no pieces cut at pauses, and a WER no worse than decoding each file
+    alone or the whole file at once; every file's words come back on the joined file's
+    clock, inside its stretch."""
+    truth = references()
+    listed = sorted(listing.parent / line.split("\t", 1)[0]
+                    for listing in DEV.glob("*/transcripts.tsv")
+                    for line in filter(str.strip, listing.read_text().splitlines()))
+    parts = [load_audio(path).samples for path in listed]
+    gap = np.zeros(16_000, np.float32)
+    spans, at = [], 0.0
+    for samples in parts:
+        spans.append((at - 0.5, at + len(samples) / 16_000 + 0.5))  # to the gaps' middles
+        at += (len(samples) + len(gap)) / 16_000
+    joined = tmp_path / "joined.flac"
+    sf.write(joined, np.concatenate([p for s in parts for p in (s, gap)]), 16_000)
+    assert at > batch.LONG_FORM_S
+    [(_, result, _)] = list(transcribe_recordings([joined], transcriber, VadConfig()))
+    assert isinstance(result, CallTranscript), result
+    reference = " ".join(truth[path.stem] for path in listed)
+    alone = [transcriber.transcribe(samples).text for samples in parts]
+    assert wer(reference, result.text) <= wer(reference, " ".join(alone)), result.text
+    whole = transcriber.transcribe(load_audio(joined).samples).text  # cut at pauses: worse
+    assert wer(reference, result.text) <= wer(reference, whole), (result.text, whole)
+    words = [w for segment in result.segments for w in segment.words]
+    assert [w.start for w in words] == sorted(w.start for w in words)
+    assert words[0].start >= 0 and words[-1].end <= result.duration + 0.01
+    heard = [" ".join(w.word for w in words if start <= (w.start + w.end) / 2 < end)
+             for start, end in spans]
+    for path, own, text in zip(listed, alone, heard, strict=True):  # its words, its stretch
+        said = truth[path.stem]
+        assert wer(said, text) <= wer(said, own) + 0.5, (path.stem, said, own, text)
+    assert wer(reference, " ".join(heard)) <= wer(reference, " ".join(alone))
+
+
+def test_long_silences_are_shortened_for_whisper_and_words_keep_the_files_clock(
+        transcriber: Transcriber) -> None:
+    first = load_audio(DEV / "whisper_jfk" / "jfk.flac").samples
+    second = load_audio(DEV / "pocketsphinx" / "goforward.wav").samples
+    resumes = (len(first) + 8 * 16_000) / 16_000  # 8 s of silence: Whisper hears 1 s of it
+    audio = np.concatenate([first, np.zeros(8 * 16_000, np.float32), second])
+    heard = batch.LongFormDecoder(transcriber, VadConfig()).decode(audio)
+    words = [w for segment in heard.segments for w in segment.words]
+    late = [w for w in words if "forward" in w.text.lower()]
+    assert late and all(resumes - 0.5 <= w.start <= heard.duration for w in late), words
+    assert all(w.end <= len(first) / 16_000 + 0.5 for w in words if "americans" in w.text.lower())
