@@ -281,18 +281,23 @@ class EmulatedTwilio:
         payload = g711_encode(samples, "ulaw")
         frames = int(after_s / 0.02) + -(-len(payload) // FRAME)
         start = time.monotonic()
+        from websockets.exceptions import ConnectionClosed
+
         for n in range(frames):
             if self.closed.is_set() or self.stopped:
                 return
-            if dtmf and n in dtmf:
-                await self.send({"event": "dtmf", "streamSid": self.stream_sid,
-                                 "dtmf": {"track": "inbound_track", "digit": dtmf[n]}})
-            chunk = payload[n * FRAME:(n + 1) * FRAME] or b"\xff" * FRAME
-            self._chunk += 1
-            await self.send({"event": "media", "streamSid": self.stream_sid,
-                             "media": {"track": "inbound", "chunk": str(self._chunk),
-                                       "timestamp": str(n * 20),
-                                       "payload": base64.b64encode(chunk).decode()}})
+            try:
+                if dtmf and n in dtmf:
+                    await self.send({"event": "dtmf", "streamSid": self.stream_sid,
+                                     "dtmf": {"track": "inbound_track", "digit": dtmf[n]}})
+                chunk = payload[n * FRAME:(n + 1) * FRAME] or b"\xff" * FRAME
+                self._chunk += 1
+                await self.send({"event": "media", "streamSid": self.stream_sid,
+                                 "media": {"track": "inbound", "chunk": str(self._chunk),
+                                           "timestamp": str(n * 20),
+                                           "payload": base64.b64encode(chunk).decode()}})
+            except ConnectionClosed:
+                return  # the server ended the stream (a transfer, a hang-up): so do we
             delay = start + (n + 1) * 0.02 - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)

@@ -21,7 +21,7 @@ def test_train_finetune_stops_and_resumes_where_it_stopped(home: Path) -> None:
     second = run_cli(args, home)
     assert second.returncode == 0, second.stderr
     assert "trained 2 steps (resumed at step 1" in second.stdout
-    assert (home / "training" / "finetune" / "checkpoints" / "step-0000002").is_dir()
+    assert (home / "runs" / "finetune" / "checkpoints" / "step-0000002").is_dir()
 
 
 def test_verify_refuses_an_incomplete_candidate_before_loading_models(home: Path,

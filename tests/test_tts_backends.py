@@ -106,7 +106,8 @@ def test_the_reply_keeps_its_length_and_speech_band_at_every_line_rate(
         assert band_energy(line, rate, source_rate / 2 * 1.05, rate / 2) < 1e-4 * total
     # No gain change (band-limited resampling may overshoot a full-scale peak by a hair;
     # the line encoders clip to [-1, 1]).
-    assert abs(np.max(np.abs(line)) / np.max(np.abs(source)) - 1) < 0.02
+    # peaks move a little when 8 kHz cuts the band above 4 kHz; loudness must not change
+    assert abs(np.max(np.abs(line)) / np.max(np.abs(source)) - 1) < 0.05
 
 
 def test_the_telephone_rate_reply_is_still_understood(assistant, config) -> None:

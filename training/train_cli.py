@@ -2,7 +2,7 @@
 promote|rollback``: the training loop from the command line.
 
 A training command writes into one run folder (``--out``, default
-``$VOICEDESK_HOME/training/<kind>``); running the same command again resumes
+``$VOICEDESK_HOME/runs/<kind>``); running the same command again resumes
 from its last checkpoint, so Ctrl-C costs at most the steps since the last
 checkpoint. The finished model is exported into ``OUT/model`` and registered
 as a candidate version, ready for ``voicedesk verify``.
@@ -54,7 +54,8 @@ def _loop_options(args: argparse.Namespace, defaults: Any) -> Any:
 
 
 def _run_folder(config: Config, args: argparse.Namespace, kind: str) -> Path:
-    out = Path(args.out) if args.out else config.home / "training" / kind
+    # not home/"training": a folder named like the package shadows it under `python -m`
+    out = Path(args.out) if args.out else config.home / "runs" / kind
     if args.restart and out.exists():
         _say(f"--restart: removing the earlier run in {out}")
         shutil.rmtree(out)
@@ -268,7 +269,7 @@ def print_versions(config: Config) -> None:
 
 
 def _add_loop_args(parser: argparse.ArgumentParser, kind: str) -> None:
-    parser.add_argument("--out", help=f"run folder (default: $VOICEDESK_HOME/training/{kind}); "
+    parser.add_argument("--out", help=f"run folder (default: $VOICEDESK_HOME/runs/{kind}); "
                                       f"the same folder resumes a stopped run")
     parser.add_argument("--restart", action="store_true",
                         help="discard an earlier run in --out instead of resuming it")

@@ -17,6 +17,13 @@ from dataclasses import dataclass, field
 from training.data.digits import Token, luhn_valid, number_runs, tokenize
 from voicedesk.errors import VoicedeskError
 
+CARD_CONTEXT_WORDS = 24  # words after "card" in which digits are taken for card digits
+# "card number", "card ... number" (ASR inserts a word), a card brand, "credit card"; never
+# "SIM card": a telecom caller who lost one gives their phone number next.
+_CARD_CONTEXT = re.compile(
+    r"(?<!sim )\b(?:credit |debit |bank |payment )?card(?:\W+\w+)?\W+(?:number|no|details|"
+    r"digits)\b|\b(?:visa|mastercard|amex|american express|credit card|debit card)\b",
+    re.IGNORECASE)
 KINDS = ("card_number", "phone_number", "email", "account_number", "pin", "date_of_birth")
 
 MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august",
@@ -173,6 +180,27 @@ def _cards(text: str, tokens: list[Token], policy: RedactionPolicy) -> list[PiiS
         # The security code on the back is card data too (PCI DSS forbids storing it).
         for a, b in _anchored(text, tokens, run, policy.card_security_keywords, (3, 4)):
             spans.append(_span(tokens, a, b, "card_number"))
+    return spans + _card_context(text, tokens, policy, spans)
+
+
+def _card_context(text: str, tokens: list[Token], policy: RedactionPolicy,
+                  found: list[PiiSpan]) -> list[PiiSpan]:
+    """After "card" (or "visa", ...), every digit in the next few words is card data.
+
+    ASR garbles a read-out card in ways no digit run survives ("my card number is
+    411- older 1-1-1-1, 1-1-1, ..."); the audio still holds the whole card, so when
+    eight or more digits follow a card word within ``CARD_CONTEXT_WORDS``, the
+    stretch from the first to the last of them goes, words between included.
+    """
+    spans: list[PiiSpan] = []
+    for match in _CARD_CONTEXT.finditer(text):
+        after = [i for i, t in enumerate(tokens) if t.start >= match.end()][:CARD_CONTEXT_WORDS]
+        numbered = [i for i in after if tokens[i].digits]
+        if not numbered or sum(len(tokens[i].digits) for i in numbered) < 8:
+            continue
+        span = _span(tokens, numbered[0], numbered[-1], "card_number")
+        if not any(f.start <= span.start and span.end <= f.end for f in found + spans):
+            spans.append(span)
     return spans
 
 
