@@ -119,9 +119,20 @@ def find_pii(text: str, policy: RedactionPolicy | None = None) -> list[PiiSpan]:
 
     def add(spans: list[PiiSpan]) -> None:
         for span in spans:
-            if span.kind in policy.kinds and not any(
-                    span.start < s.end and s.start < span.end for s in found):
+            if span.kind not in policy.kinds:
+                continue
+            overlapping = [s for s in found if span.start < s.end and s.start < span.end]
+            if not overlapping:
                 found.append(span)
+            elif span.kind == "card_number" and all(s.kind == "card_number"
+                                                    for s in overlapping):
+                # card digits around a card already found (ASR repeats and splits them):
+                # one card, the widest stretch
+                for s in overlapping:
+                    found.remove(s)
+                found.append(PiiSpan("card_number", min([span.start] + [s.start for s in
+                                                                        overlapping]),
+                                     max([span.end] + [s.end for s in overlapping])))
 
     add(_cards(text, tokens, policy))
     add(_emails(text))
