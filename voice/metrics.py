@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from voice.context import CallContext
-from voice.frames import Frame, ReplyAudio, ReplyText, Transcript, TurnEnded
+from voice.frames import Frame, ReplyAudio, ReplyText, Transcript
 
 STAGES = ("endpoint_ms", "asr_final_ms", "llm_first_token_ms", "first_sentence_ms",
           "tts_first_audio_ms", "voice_to_voice_ms")
@@ -56,14 +56,11 @@ def start_metrics_server(host: str, port: int) -> None:
 class LatencyObserver:
     def __init__(self, ctx: CallContext) -> None:
         self.ctx = ctx
-        self._ended: TurnEnded | None = None
         self._final_t = 0.0
         self._text_t: dict[int, float] = {}
 
     def on_frame(self, stage: str, frame: Frame, t: float) -> None:
-        if isinstance(frame, TurnEnded) and stage == "listening":
-            self._ended = frame
-        elif isinstance(frame, Transcript) and frame.final:
+        if isinstance(frame, Transcript) and frame.final:
             self._final_t = t
         elif isinstance(frame, ReplyText) and frame.index == 0:
             self._text_t[frame.turn] = t
