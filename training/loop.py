@@ -25,6 +25,7 @@ from typing import Any
 from voicedesk.errors import VoicedeskError
 
 CHECKPOINTS = "checkpoints"
+BUCKET_BATCHES = 64  # batches per length-sorted run (see ``batch_indices``)
 
 
 class TrainingInterrupted(VoicedeskError):
@@ -78,13 +79,28 @@ def total_steps(n_examples: int, options: LoopOptions) -> int:
     return max(1, math.ceil(per_epoch * options.epochs))
 
 
-def batch_indices(step: int, n_examples: int, options: LoopOptions) -> list[int]:
-    """Example indices of ``step``: a seeded permutation per epoch, cut into batches."""
+def batch_indices(step: int, n_examples: int, options: LoopOptions,
+                  lengths: Sequence[int] | None = None) -> list[int]:
+    """Example indices of ``step``: a seeded permutation per epoch, cut into batches.
+
+    With ``lengths``, each run of ``BUCKET_BATCHES`` batches of the permutation
+    is sorted by length before it is cut, and the batches are then shuffled: a
+    batch holds examples of similar length, so little of it is padding.
+    """
     per_epoch = math.ceil(n_examples / options.batch_size)
     epoch, position = divmod(step, per_epoch)
     order = list(range(n_examples))
-    random.Random(options.seed * 1_000_003 + epoch).shuffle(order)
-    return order[position * options.batch_size:(position + 1) * options.batch_size]
+    shuffle = random.Random(options.seed * 1_000_003 + epoch).shuffle
+    shuffle(order)
+    size = options.batch_size
+    if lengths is None:
+        return order[position * size:(position + 1) * size]
+    span = size * BUCKET_BATCHES
+    order = [i for start in range(0, n_examples, span)
+             for i in sorted(order[start:start + span], key=lambda i: lengths[i])]
+    batches = [order[start:start + size] for start in range(0, n_examples, size)]
+    shuffle(batches)
+    return batches[position]
 
 
 def native_bf16() -> bool:
@@ -108,11 +124,27 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return found[-1] if found else None
 
 
+def _param_groups(named: list[tuple[str, Any]], lr: float,
+                  multipliers: dict[str, float] | None) -> list[dict[str, Any]]:
+    groups: dict[float, list[Any]] = {}
+    for name, param in named:
+        factor = next((f for prefix, f in (multipliers or {}).items()
+                       if name.startswith(prefix)), 1.0)
+        groups.setdefault(factor, []).append(param)
+    return [{"params": ps, "lr": lr * f} for f, ps in sorted(groups.items())]
+
+
 def train(model: Any, examples: Sequence[Any], collate: Callable[[list[Any]], Any],
           loss_fn: Callable[[Any, Any], Any], run_dir: Path, options: LoopOptions,
           fingerprint: dict[str, Any] | None = None,
-          on_step: Callable[[int, int, float], None] | None = None) -> LoopResult:
+          on_step: Callable[[int, int, float], None] | None = None,
+          lr_multipliers: dict[str, float] | None = None,
+          lengths: Sequence[int] | None = None) -> LoopResult:
     """Train the parameters of ``model`` that require gradients, resuming if possible.
+
+    ``lr_multipliers`` scales the learning rate of parameters whose name starts
+    with a key (a new classification head learns faster than the encoder under it).
+    ``lengths`` (one per example) batches examples of similar length together.
 
     ``fingerprint`` (the data and settings that define the run) is stored
     with each checkpoint; a checkpoint made for another fingerprint is
@@ -128,8 +160,8 @@ def train(model: Any, examples: Sequence[Any], collate: Callable[[list[Any]], An
     steps = total_steps(len(examples), options)
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     params = [p for _, p in named]
-    optimizer = torch.optim.AdamW(params, lr=options.learning_rate,
-                                  weight_decay=options.weight_decay)
+    optimizer = torch.optim.AdamW(_param_groups(named, options.learning_rate, lr_multipliers),
+                                  lr=options.learning_rate, weight_decay=options.weight_decay)
     warmup = max(1, int(steps * options.warmup_fraction))
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min((s + 1) / warmup, max(0.0, (steps - s) / max(1, steps - warmup))))
@@ -190,7 +222,8 @@ def train(model: Any, examples: Sequence[Any], collate: Callable[[list[Any]], An
     step, updating = start, False
     try:
         while step < steps:
-            batch = collate([examples[i] for i in batch_indices(step, len(examples), options)])
+            batch = collate([examples[i]
+                             for i in batch_indices(step, len(examples), options, lengths)])
             with autocast:
                 loss = loss_fn(model, batch)
             optimizer.zero_grad(set_to_none=True)

@@ -91,8 +91,10 @@ def _dataset_id(session: Session, dataset: Path | None) -> int | None:
 def train_logged(model: Any, examples: Sequence[Any], collate: Callable[[list[Any]], Any],
                  loss_fn: Callable[[Any, Any], Any], out: Path, loop: LoopOptions,
                  fingerprint: dict[str, Any], log: RunLog | None,
-                 on_step: Callable[[int, int, float], None] | None = None) -> LoopResult:
-    """``training.loop.train`` with the run's row kept current and marked when it stops."""
+                 on_step: Callable[[int, int, float], None] | None = None,
+                 **train_options: Any) -> LoopResult:
+    """``training.loop.train`` (``train_options``: its keyword arguments) with the run's
+    row kept current and marked when it stops."""
 
     def step_hook(step: int, steps: int, value: float) -> None:
         if log is not None and (step % loop.save_every == 0 or step == steps):
@@ -101,7 +103,8 @@ def train_logged(model: Any, examples: Sequence[Any], collate: Callable[[list[An
             on_step(step, steps, value)
 
     try:
-        return train(model, examples, collate, loss_fn, out, loop, fingerprint, step_hook)
+        return train(model, examples, collate, loss_fn, out, loop, fingerprint, step_hook,
+                     **train_options)
     except TrainingInterrupted as stop:
         if log is not None:
             log.finish("interrupted", stop.step)
