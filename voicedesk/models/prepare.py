@@ -177,6 +177,11 @@ class ModelStore:
         return self._prepare_once(self.models_dir / name / "ct2",
                                   f"{name}: joining model.bin parts", build)
 
+    def derived(self, relative: str, what: str, build: Callable[[Path], None]) -> Path:
+        """A model made from others (a classifier trained on the domain pack), built once
+        into ``models_dir/relative`` by ``build(scratch)`` and reused after that."""
+        return self._prepare_once(self.models_dir / relative, what, build)
+
     def _prepare_once(self, final: Path, what: str, build: Callable[[Path], None]) -> Path:
         """Build ``final`` once, under a lock, atomically; later calls just return it."""
         if is_complete(final):

@@ -1,0 +1,104 @@
+"""The intent classifier: the bundled encoder fine-tuned by training/, loaded by nlu/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nlu.domain import load_domain
+from nlu.intent_classifier import IntentClassifier, is_classifier
+from training.intent_classifier import ClassifierOptions, calibrate, train_classifier
+from training.loop import BUCKET_BATCHES, LoopOptions, TrainingInterrupted, batch_indices
+from training.task_examples import domain_split
+from voicedesk.errors import VoicedeskError
+from voicedesk.models.prepare import ModelStore
+
+INTENTS = ("check_balance", "roaming", "sim_replacement", "cancel_service", "slow_internet")
+
+
+@pytest.fixture(scope="module")
+def encoder(models_dir: Path) -> str:
+    return ModelStore(models_dir).embeddings("all-minilm-l6-v2")
+
+
+@pytest.fixture(scope="module")
+def split() -> tuple[list, list]:
+    domain = load_domain("telecom")
+    train = [e for e in domain_split(domain, "train") if e.intent in INTENTS]
+    test = [e for e in domain_split(domain, "test") if e.intent in INTENTS]
+    return train, test
+
+
+def options(**loop: object) -> ClassifierOptions:
+    return ClassifierOptions(loop=LoopOptions(epochs=3, batch_size=8, learning_rate=1e-4,
+                                              save_every=1000, progress=False, **loop))
+
+
+@pytest.fixture(scope="module")
+def trained(encoder: str, split: tuple[list, list], tmp_path_factory: pytest.TempPathFactory
+            ) -> dict:
+    """One run stopped part-way and resumed, and the classifier it saved."""
+    train, _ = split
+    out = tmp_path_factory.mktemp("classifier")
+    texts, labels = [e.text for e in train], [e.intent for e in train]
+    with pytest.raises(TrainingInterrupted) as stopped:
+        train_classifier(encoder, texts, labels, out, options(stop_after=5))
+    outcome = train_classifier(encoder, texts, labels, out, options())
+    return {"stopped_at": stopped.value.step, "outcome": outcome,
+            "classifier": IntentClassifier(outcome.model_dir)}
+
+
+def test_an_interrupted_run_resumes_where_it_stopped(trained: dict) -> None:
+    assert trained["stopped_at"] == 5
+    assert trained["outcome"].loop.resumed_from == 5
+    assert trained["outcome"].loop.steps > 5
+
+
+def test_the_trained_classifier_recognises_held_out_turns(trained: dict,
+                                                          split: tuple[list, list]) -> None:
+    _, test = split
+    classifier = trained["classifier"]
+    assert is_classifier(trained["outcome"].model_dir)
+    assert sorted(classifier.labels) == sorted(INTENTS)
+    predicted = classifier.predict([e.text for e in test])
+    right = sum(p.intent == e.intent for p, e in zip(predicted, test, strict=True))
+    assert right / len(test) >= 0.8, [(e.text, p.intent) for p, e in zip(predicted, test,
+                                                                          strict=True)]
+    assert all(0.0 < p.confidence <= 1.0 for p in predicted)
+
+
+def test_calibration_sets_a_threshold_that_finds_out_of_scope_turns(trained: dict) -> None:
+    classifier = IntentClassifier(trained["outcome"].model_dir)
+    in_scope = ["what is my balance", "I need a new sim card", "cancel my contract please"]
+    outside = ["what is the capital of France", "play some jazz music",
+               "how many eggs go into a pancake", "tell me a joke about penguins"]
+    texts = in_scope + outside
+    labels = ["check_balance", "sim_replacement", "cancel_service"] + ["out_of_scope"] * 4
+    threshold = calibrate(classifier, texts, labels, target_recall=0.75)
+    found = [p.intent for p in classifier.predict(outside)].count("out_of_scope")
+    assert found >= 3
+    assert IntentClassifier(classifier.folder).info.threshold == threshold  # saved with it
+
+
+def test_bad_training_input_is_refused_with_a_reason(encoder: str, tmp_path: Path) -> None:
+    with pytest.raises(VoicedeskError, match="2 texts but 1 labels"):
+        train_classifier(encoder, ["a", "b"], ["x"], tmp_path, options())
+    with pytest.raises(VoicedeskError, match="at least two labels"):
+        train_classifier(encoder, ["a", "b"], ["x", "x"], tmp_path, options())
+    with pytest.raises(VoicedeskError, match="empty"):
+        train_classifier(encoder, ["a", " "], ["x", "y"], tmp_path, options())
+    with pytest.raises(VoicedeskError, match="not an intent classifier"):
+        IntentClassifier(tmp_path)
+
+
+def test_length_bucketed_batches_cover_each_example_once_per_epoch() -> None:
+    lengths = [(i * 37) % 101 for i in range(1000)]
+    loop = LoopOptions(batch_size=4)
+    per_epoch = 250
+    epoch = [i for step in range(per_epoch) for i in batch_indices(step, 1000, loop, lengths)]
+    assert sorted(epoch) == list(range(1000))
+    spreads = [max(lengths[i] for i in b) - min(lengths[i] for i in b)
+               for b in (batch_indices(s, 1000, loop, lengths) for s in range(per_epoch))]
+    assert sum(spreads) / len(spreads) < 100 / BUCKET_BATCHES * 4  # far below random batches
+    assert batch_indices(per_epoch, 1000, loop, lengths) != batch_indices(0, 1000, loop, lengths)
