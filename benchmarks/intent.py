@@ -1,0 +1,297 @@
+"""Intent classification on public benchmarks, trained through training/, and the time a
+call turn takes to understand.
+
+    python benchmarks/intent.py            # quick: a slice of each set, a few minutes
+    python benchmarks/intent.py --full     # the reported figures (about an hour on 2 cores)
+
+What is trained: the bundled all-MiniLM-L6-v2 encoder, fine-tuned whole with
+a cosine head by ``training.intent_classifier`` (the same service
+``voicedesk train intent`` runs), one model per data set, on its own
+training split only.
+
+- Banking77: a dev split of 5 turns per intent is carved from ``train`` by a
+  fixed seed and used for nothing but the progress report; accuracy on the
+  3,080 ``test`` rows.
+- CLINC150: trained on ``train`` plus ``oos_train`` (out of scope as a
+  label); the out-of-scope threshold on the top probability is calibrated on
+  ``val`` + ``oos_val`` to reach ``--oos-recall`` there; in-scope accuracy on
+  ``test`` and out-of-scope recall on ``oos_test``.
+
+Beside each figure the script prints the anchors from the data's README
+(published results and cheap baselines measured on a 2-core machine).
+
+Turn understanding latency: intent plus slots for the held-out telecom turns
+of the domain pack, one turn at a time as a call asks, with the configured
+default recogniser (the LLM) and with an intent classifier trained here on
+the telecom pack, each reported as p50/p95 milliseconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import random
+import shutil
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchlib import cpu_model, version  # noqa: E402
+
+from training.intent_classifier import ClassifierOptions, calibrate, train_classifier  # noqa: E402
+from voicedesk.config import load_config  # noqa: E402
+from voicedesk.models.prepare import ModelStore  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "nlu"
+RESULTS = Path(__file__).parent / "results" / "intent.json"
+OOS = "out_of_scope"
+TELECOM_EPOCHS = 10.0  # the pack's examples are few: ten epochs take well under a minute
+
+ANCHORS = {
+    "banking77": [("fine-tuned BERT-large (published)", "93.66 %"),
+                  ("USE+ConveRT dual encoder (published)", "93.36 %"),
+                  ("frozen MiniLM + logistic regression (2 cores)", "93.25 %"),
+                  ("word+char TF-IDF linear SVM (2 cores)", "91.3 %")],
+    "clinc150": [("BERT, out of scope as a class (published)", "96.9 % / 40.3 % OOS"),
+                 ("BERT, confidence threshold (published)", "96.2 % / 52.3 % OOS")],
+}
+TARGETS = {"banking77": "accuracy >= 94.0 %", "clinc150": "in-scope >= 97 %, OOS recall >= 70 %"}
+
+
+@dataclass
+class Split:
+    texts: list[str]
+    labels: list[str]
+
+
+def _per_label(split: Split, count: int | None, seed: int) -> Split:
+    """At most ``count`` turns of each label, in a seeded order (None: all)."""
+    if count is None:
+        return split
+    rows = list(range(len(split.texts)))
+    random.Random(seed).shuffle(rows)
+    seen: dict[str, int] = {}
+    kept = []
+    for i in rows:
+        label = split.labels[i]
+        if seen.get(label, 0) < count:
+            seen[label] = seen.get(label, 0) + 1
+            kept.append(i)
+    kept.sort()
+    return Split([split.texts[i] for i in kept], [split.labels[i] for i in kept])
+
+
+def banking77(folder: Path) -> tuple[Split, Split]:
+    def read(name: str) -> Split:
+        with (folder / "banking77" / name).open(newline="") as f:
+            rows = list(csv.DictReader(f))
+        return Split([r["text"] for r in rows], [r["category"] for r in rows])
+
+    return read("train.csv"), read("test.csv")
+
+
+def clinc150(folder: Path) -> dict[str, Split]:
+    data = json.loads((folder / "clinc150" / "data_full.json").read_text())
+
+    def split(*keys: str) -> Split:
+        rows = [row for key in keys for row in data[key]]
+        return Split([t for t, _ in rows], [OOS if y == "oos" else y for t, y in rows])
+
+    return {"train": split("train", "oos_train"), "val": split("val", "oos_val"),
+            "test": split("test"), "oos_test": split("oos_test")}
+
+
+def carve_dev(train: Split, per_label: int, seed: int) -> tuple[Split, Split]:
+    dev = _per_label(train, per_label, seed)
+    dev_rows = set(zip(dev.texts, dev.labels, strict=True))
+    rest = [(t, y) for t, y in zip(train.texts, train.labels, strict=True)
+            if (t, y) not in dev_rows]
+    return Split([t for t, _ in rest], [y for _, y in rest]), dev
+
+
+def accuracy(predicted: list[str], gold: list[str]) -> float:
+    return sum(p == g for p, g in zip(predicted, gold, strict=True)) / len(gold)
+
+
+def _train(name: str, encoder: str, train: Split, out: Path, epochs: float,
+           say: Callable[[str], None]) -> tuple[Path, float, int]:
+    shutil.rmtree(out, ignore_errors=True)  # a benchmark starts afresh
+    options = ClassifierOptions(loop=replace(ClassifierOptions().loop, epochs=epochs,
+                                             save_every=10_000))
+    say(f"{name}: fine-tuning the encoder on {len(train.texts)} turns, "
+        f"{len(set(train.labels))} labels, {epochs:g} epochs")
+    started = time.perf_counter()
+    outcome = train_classifier(encoder, train.texts, train.labels, out, options)
+    seconds = time.perf_counter() - started
+    say(f"{name}: trained {outcome.loop.steps} steps in {seconds / 60:.1f} min "
+        f"(final loss {outcome.loop.final_loss:.3f})")
+    return outcome.model_dir, seconds, outcome.loop.steps
+
+
+def run_banking77(folder: Path, encoder: str, work: Path, full: bool, epochs: float,
+                  say: Callable[[str], None]) -> dict:
+    from nlu.intent_classifier import IntentClassifier
+
+    train, test = banking77(folder)
+    train, dev = carve_dev(train, 5, seed=0)
+    if not full:
+        train, test = _per_label(train, 20, 1), _per_label(test, 10, 2)
+    model_dir, seconds, steps = _train("banking77", encoder, train, work / "banking77", epochs,
+                                       say)
+    classifier = IntentClassifier(model_dir)
+    dev_acc = accuracy([p.intent for p in classifier.predict(dev.texts)], dev.labels)
+    started = time.perf_counter()
+    predicted = [p.intent for p in classifier.predict(test.texts)]
+    test_s = time.perf_counter() - started
+    return {"train_turns": len(train.texts), "test_turns": len(test.texts), "epochs": epochs,
+            "steps": steps, "train_minutes": seconds / 60, "dev_accuracy": dev_acc,
+            "test_accuracy": accuracy(predicted, test.labels),
+            "classify_ms_per_turn_batched": 1000 * test_s / len(test.texts)}
+
+
+def run_clinc150(folder: Path, encoder: str, work: Path, full: bool, epochs: float,
+                 oos_recall: float, say: Callable[[str], None]) -> dict:
+    from nlu.intent_classifier import IntentClassifier
+
+    data = clinc150(folder)
+    train, val, test, oos_test = data["train"], data["val"], data["test"], data["oos_test"]
+    if not full:
+        train, val = _per_label(train, 15, 1), _per_label(val, 5, 2)
+        test, oos_test = _per_label(test, 5, 3), _per_label(oos_test, 200, 4)
+    model_dir, seconds, steps = _train("clinc150", encoder, train, work / "clinc150", epochs,
+                                       say)
+    classifier = IntentClassifier(model_dir)
+    threshold = calibrate(classifier, val.texts, val.labels, target_recall=oos_recall)
+    say(f"clinc150: out-of-scope threshold {threshold:.3f} (for {oos_recall:.0%} recall on val)")
+    in_scope = [p.intent for p in classifier.predict(test.texts)]
+    oos = [p.intent for p in classifier.predict(oos_test.texts)]
+    return {"train_turns": len(train.texts), "test_turns": len(test.texts),
+            "oos_test_turns": len(oos_test.texts), "epochs": epochs, "steps": steps,
+            "train_minutes": seconds / 60, "threshold": threshold,
+            "in_scope_accuracy": accuracy(in_scope, test.labels),
+            "oos_recall": sum(p == OOS for p in oos) / len(oos)}
+
+
+def _percentiles(times: list[float]) -> dict:
+    ordered = sorted(times)
+    return {"p50": statistics.median(ordered), "p95": ordered[int(0.95 * (len(ordered) - 1))],
+            "turns": len(ordered)}
+
+
+def understanding_latency(encoder: str, work: Path, say: Callable[[str], None]) -> dict:
+    """Intent + slots per telecom turn: the configured recogniser, and a telecom classifier."""
+    from nlu.domain import load_domain
+    from nlu.embeddings import SentenceEmbedder
+    from nlu.intent_classifier import IntentClassifier
+    from nlu.slots import SlotExtractor
+    from nlu.understanding import IntentRecognizer
+    from training.task_examples import description_examples, domain_split, without_examples
+    from training.verify import intent_metrics, load_llm
+
+    config = load_config()
+    domain = load_domain(config.nlu.domain)
+    held_out = domain_split(domain, "test")
+    train = domain_split(domain, "train") + description_examples(domain)
+    slots = SlotExtractor(domain.slots, [p["name"] for p in domain.plans])
+    embedder = SentenceEmbedder(ModelStore(config.models_dir).embeddings(config.nlu.embeddings))
+    recognizer = IntentRecognizer(load_llm(config, None).engine, embedder,
+                                  without_examples(domain, held_out),
+                                  config.nlu.examples_per_turn, config.nlu.retrieval_weight)
+    model_dir, seconds, _ = _train("telecom", encoder,
+                                   Split([e.text for e in train], [e.intent for e in train]),
+                                   work / "telecom", TELECOM_EPOCHS, say)
+    classifier = IntentClassifier(model_dir)
+    out = {}
+    for label, understand in (
+            (f"recogniser ({config.llm.model}, {recognizer.mode})",
+             lambda text, context: recognizer.understand(text, context).intent),
+            ("telecom intent classifier", lambda text, _: classifier.predict([text])[0].intent)):
+        understand(held_out[0].text, held_out[0].context)  # warm-up
+        predicted, times = [], []
+        for example in held_out:
+            started = time.perf_counter()
+            predicted.append(understand(example.text, example.context))
+            slots.extract(example.text)
+            times.append((time.perf_counter() - started) * 1000)
+        metrics = intent_metrics([e.intent for e in held_out], predicted)
+        out[label] = {**_percentiles(times), "intent_accuracy": metrics["intent_accuracy"]}
+        say(f"understanding with {label}: p50 {out[label]['p50']:.0f} ms, intent accuracy "
+            f"{metrics['intent_accuracy']:.3f} on {len(held_out)} held-out telecom turns")
+    out["telecom_classifier_train_minutes"] = seconds / 60
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--full", action="store_true", help="whole data sets (the reported run)")
+    parser.add_argument("--dataset", nargs="+", choices=("banking77", "clinc150", "latency"),
+                        default=["banking77", "clinc150", "latency"])
+    parser.add_argument("--epochs", type=float, default=None,
+                        help="training epochs (default: 1 quick, 8 full)")
+    parser.add_argument("--oos-recall", type=float, default=0.75,
+                        help="out-of-scope recall the CLINC150 threshold aims for on val")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/voicedesk-bench-intent"))
+    parser.add_argument("--json", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    if not (args.data / "banking77").is_dir():
+        parser.error(f"{args.data} has no banking77/ folder: pass --data to the folder that "
+                     f"holds banking77/ and clinc150/")
+    epochs = args.epochs or (8.0 if args.full else 1.0)
+
+    def say(message: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+    encoder = ModelStore(load_config().models_dir).embeddings("all-minilm-l6-v2")
+    result: dict = {"date": time.strftime("%Y-%m-%d %H:%M"), "cpu": cpu_model(),
+                    "cores": os.cpu_count(), "load_average": os.getloadavg(),
+                    "torch": version("torch"), "transformers": version("transformers"),
+                    "mode": "full" if args.full else "quick", "epochs": epochs}
+    if "banking77" in args.dataset:
+        result["banking77"] = run_banking77(args.data, encoder, args.work, args.full, epochs, say)
+    if "clinc150" in args.dataset:
+        result["clinc150"] = run_clinc150(args.data, encoder, args.work, args.full, epochs,
+                                          args.oos_recall, say)
+    if "latency" in args.dataset:
+        result["understanding"] = understanding_latency(encoder, args.work, say)
+    result["load_average_after"] = os.getloadavg()
+
+    print(f"\nintent benchmarks ({result['mode']}; {epochs:g} epochs; {cpu_model()}, "
+          f"{os.cpu_count()} cores)")
+    print(f"{'data set':<10} {'result':<34} {'train min':>9}  target")
+    if "banking77" in result:
+        b = result["banking77"]
+        print(f"{'banking77':<10} {'accuracy ' + format(b['test_accuracy'], '.2%'):<34} "
+              f"{b['train_minutes']:>9.1f}  {TARGETS['banking77']}")
+    if "clinc150" in result:
+        c = result["clinc150"]
+        text = f"in-scope {c['in_scope_accuracy']:.2%}, OOS recall {c['oos_recall']:.2%}"
+        print(f"{'clinc150':<10} {text:<34} {c['train_minutes']:>9.1f}  {TARGETS['clinc150']}")
+    for name in ("banking77", "clinc150"):
+        if name in result:
+            print(f"anchors, {name}: " + "; ".join(f"{who} {fig}" for who, fig in ANCHORS[name]))
+    if not args.full and ("banking77" in result or "clinc150" in result):
+        print("quick mode trains on a slice for one epoch: its accuracies are a smoke test, "
+              "not the reported figures (--full)")
+    if "understanding" in result:
+        for label, row in result["understanding"].items():
+            if isinstance(row, dict):
+                print(f"understanding, {label}: p50 {row['p50']:.0f} ms, p95 {row['p95']:.0f} ms"
+                      f" (intent + slots, {row['turns']} turns; target <= 100 ms)")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print(f"results in {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
