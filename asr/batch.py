@@ -520,11 +520,14 @@ def _load_recognizer(config: Config, models: Any) -> IntentRecognizer:
     from nlu.embeddings import SentenceEmbedder
     from nlu.llm.engine import create_engine
     from nlu.understanding import IntentRecognizer
+    from training.intent_classifier import configured_classifier
 
     domain = load_domain(config.nlu.domain)
     embedder = SentenceEmbedder(models.embeddings(config.nlu.embeddings))
     return IntentRecognizer(create_engine(config.llm, models), embedder, domain,
-                            config.nlu.examples_per_turn)
+                            config.nlu.examples_per_turn, config.nlu.retrieval_weight,
+                            classifier=configured_classifier(config, domain, models),
+                            confident=config.nlu.classifier_confident)
 
 
 class _Unloadable:

@@ -7,6 +7,11 @@ and their intents, plus out_of_scope, are the candidates: a small model
 copies well from close examples, and choosing among a handful of names takes one
 forward pass (``choose``).
 
+With an intent classifier (a fine-tuned encoder, ``nlu.intent_classifier``)
+the classifier answers alone when it is confident, in a few milliseconds;
+when it is not, the LLM chooses among its likeliest intents as above, with
+the classifier's probabilities in place of the retrieval vote.
+
 A model fine-tuned by training/ carries a marker (``nlu.turn_format``): it is
 asked with the short zero-shot prompt it was trained on and chooses among all
 catalogue intents, which costs a fraction of the few-shot prompt.
@@ -23,6 +28,7 @@ import numpy as np
 from nlu import turn_format
 from nlu.domain import DomainPack
 from nlu.embeddings import SentenceEmbedder
+from nlu.intent_classifier import IntentClassifier
 from nlu.llm.engine import LLMEngine, choose
 
 
@@ -36,8 +42,11 @@ class Understanding:
 class IntentRecognizer:
     def __init__(self, llm: LLMEngine, embedder: SentenceEmbedder, domain: DomainPack,
                  examples_per_turn: int = 6, retrieval_weight: float = 1.0,
-                 temperature: float = 0.05) -> None:
+                 temperature: float = 0.05, classifier: IntentClassifier | None = None,
+                 confident: float = 0.5) -> None:
         self.llm = llm
+        self.classifier = classifier
+        self.confident = confident
         self.retrieval_weight = retrieval_weight
         self.temperature = temperature
         self.domain = domain
@@ -89,8 +98,18 @@ class IntentRecognizer:
     def understand(self, text: str, context: str = "") -> Understanding:
         if not text.strip():
             return Understanding("out_of_scope", 1.0, {"out_of_scope": 1.0})
-        shots = self.nearest_examples(text)
-        prior = self.retrieval_prior(shots)
+        if self.classifier is not None:
+            # A confident classifier decides alone; otherwise the LLM chooses among its
+            # likeliest intents, weighted by the classifier instead of by retrieval.
+            prior = self.classifier_prior(text)
+            best = max(prior, key=prior.__getitem__)
+            if prior[best] >= self.confident:
+                return Understanding(best, prior[best], prior)
+            prior = _floored(dict(sorted(prior.items(), key=lambda kv: -kv[1])[: self.k]))
+            shots = self.nearest_examples(text) if self.tuned is None else []
+        else:
+            shots = self.nearest_examples(text)
+            prior = self.retrieval_prior(shots)
         if self.tuned is not None:
             for name in self.domain.intents:
                 prior.setdefault(name, 1e-3)
@@ -122,6 +141,20 @@ class IntentRecognizer:
         best = max(s for _, _, s in shots)
         for _, intent, sim in shots:
             votes[intent] = votes.get(intent, 0.0) + math.exp((sim - best) / self.temperature)
-        votes.setdefault("out_of_scope", 0.0)
-        total = sum(votes.values())
-        return {k: max(v / total, 1e-3) for k, v in votes.items()}
+        return _floored(votes)
+
+    def classifier_prior(self, text: str) -> dict[str, float]:
+        """The classifier's probability of each catalogue intent."""
+        assert self.classifier is not None
+        row = self.classifier.probabilities([text])[0]
+        probs = {label: float(p) for label, p in zip(self.classifier.labels, row, strict=True)
+                 if label in self.domain.intents}
+        total = sum(probs.values()) or 1.0
+        return {label: p / total for label, p in probs.items()}
+
+
+def _floored(votes: dict[str, float]) -> dict[str, float]:
+    """Normalised, with out_of_scope always a candidate and no candidate ruled out."""
+    votes.setdefault("out_of_scope", 0.0)
+    total = sum(votes.values()) or 1.0
+    return {k: max(v / total, 1e-3) for k, v in votes.items()}

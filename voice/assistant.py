@@ -19,6 +19,7 @@ from nlu.llm.engine import GenerationOptions, LLMEngine, create_engine
 from nlu.slots import SlotExtractor
 from nlu.understanding import IntentRecognizer
 from nlu.wording import ReplyWriter, Wording
+from training.intent_classifier import configured_classifier
 from voice.tts import Synthesizer, create_synthesizer
 from voicedesk.config import Config
 from voicedesk.models.prepare import ModelStore
@@ -56,6 +57,7 @@ class Assistant:
         domain = load_domain(config.nlu.domain)
         llm = create_engine(config.llm, models)
         embedder = SentenceEmbedder(models.embeddings(config.nlu.embeddings))
+        classifier = configured_classifier(config, domain, models)
         options = GenerationOptions(max_new_tokens=config.llm.max_new_tokens,
                                     temperature=config.llm.temperature)
         return cls(
@@ -63,7 +65,8 @@ class Assistant:
             transcriber=create_transcriber(config.asr, models),
             llm=llm,
             recognizer=IntentRecognizer(llm, embedder, domain, config.nlu.examples_per_turn,
-                                        config.nlu.retrieval_weight),
+                                        config.nlu.retrieval_weight, classifier=classifier,
+                                        confident=config.nlu.classifier_confident),
             synthesizer=create_synthesizer(config.tts, models),
             domain=domain,
             slots=SlotExtractor(domain.slots, [p["name"] for p in domain.plans]),
@@ -83,6 +86,7 @@ class Assistant:
             "llm": f"{self.llm.name}:{self.config.llm.model}",
             "tts": f"{self.synthesizer.name}:{self.config.tts.voice}",
             "embeddings": self.config.nlu.embeddings,
+            "intent_classifier": self.config.nlu.intent_classifier,
             "domain": self.domain.name,
             "wording": "llm (guarded)" if self.writer else "flows",
         }

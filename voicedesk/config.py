@@ -85,6 +85,11 @@ class NluConfig:
     embeddings: str = "all-minilm-l6-v2"
     examples_per_turn: int = 6  # retrieved few-shot examples shown to the LLM
     retrieval_weight: float = 1.0  # weight of the nearest examples' vote beside the LLM
+    # An encoder fine-tuned to the catalogue's intents: "domain" trains one from the domain
+    # pack on first use (under a minute on 2 cores, then kept in the model cache); a folder
+    # names one trained by `voicedesk train intent`; "none" leaves intents to the LLM.
+    intent_classifier: str = "domain"
+    classifier_confident: float = 0.5  # at or above: the classifier decides without the LLM
     # Let the LLM reword each flow message (kept only if every fact survives). Off by
     # default: the untuned 135M model's drafts pass the check 16 times in 57, at 1.4 s each.
     llm_wording: bool = False

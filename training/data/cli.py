@@ -136,17 +136,22 @@ def cmd_annotate(config: Any, args: argparse.Namespace) -> int:
     from nlu.llm.engine import create_engine
     from nlu.understanding import IntentRecognizer
     from training.data.annotate import auto_label
+    from training.intent_classifier import configured_classifier
     from voicedesk.models.prepare import ModelStore
 
     store = _store(config)
     _say("loading the intent models (LLM and embeddings) to label turns")
     models = ModelStore(config.models_dir)
     llm = create_engine(config.llm, models)
+    domain = _domain(config)
     recognizer = IntentRecognizer(llm, SentenceEmbedder(models.embeddings(config.nlu.embeddings)),
-                                  _domain(config), config.nlu.examples_per_turn,
-                                  config.nlu.retrieval_weight)
-    # The same name Assistant.describe() gives these models, so labels compare across tools.
-    author = f"{llm.name}:{config.llm.model}+{config.nlu.embeddings}"[:128]
+                                  domain, config.nlu.examples_per_turn,
+                                  config.nlu.retrieval_weight,
+                                  classifier=configured_classifier(config, domain, models),
+                                  confident=config.nlu.classifier_confident)
+    # The same names Assistant.describe() gives these models, so labels compare across tools.
+    author = (f"{llm.name}:{config.llm.model}+{config.nlu.embeddings}"
+              f"+{config.nlu.intent_classifier}")[:128]
     done = [0]
     try:
         report = auto_label(store, recognizer.understand, author,
