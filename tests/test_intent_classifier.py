@@ -102,3 +102,21 @@ def test_length_bucketed_batches_cover_each_example_once_per_epoch() -> None:
                for b in (batch_indices(s, 1000, loop, lengths) for s in range(per_epoch))]
     assert sum(spreads) / len(spreads) < 100 / BUCKET_BATCHES * 4  # far below random batches
     assert batch_indices(per_epoch, 1000, loop, lengths) != batch_indices(0, 1000, loop, lengths)
+
+
+def test_train_intent_writes_a_classifier_the_assistant_can_serve(home: Path) -> None:
+    from nlu.intent_classifier import IntentClassifier
+    from tests.conftest import run_cli
+    from training.intent_classifier import configured_classifier
+    from voicedesk.config import load_config
+
+    result = run_cli(["train", "intent", "--max-steps", "3", "--batch-size", "8"], home)
+    assert result.returncode == 0, result.stderr
+    folder = home / "runs" / "intent" / "model"
+    assert f"classifier in {folder}" in result.stdout
+    config = load_config(environ={"VOICEDESK_HOME": str(home),
+                                  "VOICEDESK_NLU_INTENT_CLASSIFIER": str(folder)})
+    domain = load_domain(config.nlu.domain)
+    classifier = configured_classifier(config, domain, ModelStore(config.models_dir))
+    assert isinstance(classifier, IntentClassifier)
+    assert set(classifier.labels) == set(domain.intents)

@@ -1,4 +1,4 @@
-"""``voicedesk train pretrain|finetune|asr``, ``voicedesk verify`` and ``voicedesk models
+"""``voicedesk train pretrain|finetune|asr|intent``, ``voicedesk verify`` and ``voicedesk models
 promote|rollback``: the training loop from the command line.
 
 A training command writes into one run folder (``--out``, default
@@ -187,6 +187,60 @@ def cmd_asr(config: Config, args: argparse.Namespace) -> int:
     return _finish(config, outcome, out)
 
 
+def cmd_intent(config: Config, args: argparse.Namespace) -> int:
+    from nlu.domain import load_domain
+    from nlu.intent_classifier import IntentClassifier
+    from training.intent_classifier import (
+        ClassifierOptions,
+        calibrate,
+        domain_training_set,
+        train_classifier,
+    )
+    from training.loop import TrainingInterrupted
+    from training.runs import RunLog
+    from training.task_examples import DataError, catalogue_only, spoken_variants, turn_examples
+    from voicedesk.models.prepare import ModelStore
+
+    domain = load_domain(config.nlu.domain)
+    texts: list[str] = []
+    labels: list[str] = []
+    data = Path(args.data) if args.data else None
+    if data is not None:
+        turns = catalogue_only(turn_examples(data, "train"), domain, _say)
+        variants = [v for t in turns for v in spoken_variants(t)]
+        texts, labels = [v.text for v in variants], [v.intent for v in variants]
+    if args.domain or data is None:
+        more_texts, more_labels = domain_training_set(domain)
+        texts, labels = texts + more_texts, labels + more_labels
+    if not texts:
+        raise DataError(f"{data} has no turns with {domain.name} intents to train on")
+    defaults = ClassifierOptions()
+    options = ClassifierOptions(loop=_loop_options(args, defaults.loop))
+    out = _run_folder(config, args, "intent")
+    log = RunLog(_db(config), out, "intent", config.nlu.embeddings, vars_of(options), data)
+    _say(f"fine-tuning {config.nlu.embeddings} into an intent classifier on {len(texts)} turns "
+         f"({len(set(labels))} intents) into {out}")
+    try:
+        outcome = train_classifier(ModelStore(config.models_dir).embeddings(
+            config.nlu.embeddings), texts, labels, out, options, log)
+    except TrainingInterrupted as stop:
+        return _interrupted(stop)
+    loop = outcome.loop
+    print(f"trained {loop.steps} steps (final loss {loop.final_loss:.4f}, "
+          f"{loop.examples_per_s:.1f} examples/s) in {out}")
+    if data is not None and (data / "validation.jsonl").is_file():
+        dev = catalogue_only(turn_examples(data, "validation"), domain, _say)
+        dev_labels = [t.intent for t in dev]
+        if "out_of_scope" in dev_labels and set(dev_labels) != {"out_of_scope"}:
+            threshold = calibrate(IntentClassifier(outcome.model_dir), [t.text for t in dev],
+                                  dev_labels)
+            print(f"out-of-scope threshold {threshold:.3f}, calibrated on {len(dev)} "
+                  f"validation turns")
+    print(f"classifier in {outcome.model_dir}; serve it with [nlu] intent_classifier = "
+          f'"{outcome.model_dir}" (or VOICEDESK_NLU_INTENT_CLASSIFIER)')
+    return 0
+
+
 def _manifest_clips(path: Path) -> list[Any]:
     from asr.evaluation import read_manifest
     from training.task_examples import AudioExample
@@ -322,6 +376,15 @@ def register(sub: Any, models_sub: Any) -> None:
                      help="also train the encoder (default: decoder only)")
     _add_loop_args(asr, "asr")
     asr.set_defaults(func=cmd_asr)
+
+    intent = train_sub.add_parser("intent", help="fine-tune the sentence encoder into the "
+                                  "intent classifier (domain pack and/or DATASET/train.jsonl)")
+    intent.add_argument("--data", metavar="DATASET", help="dataset folder (train.jsonl; "
+                        "validation.jsonl calibrates the out-of-scope threshold)")
+    intent.add_argument("--domain", action="store_true",
+                        help="also train on the domain pack's examples (always, without --data)")
+    _add_loop_args(intent, "intent")
+    intent.set_defaults(func=cmd_intent)
 
     verify = sub.add_parser(
         "verify", help="evaluate a candidate model against the promoted one; gates decide",
