@@ -89,7 +89,10 @@ class NluConfig:
     # pack on first use (under a minute on 2 cores, then kept in the model cache); a folder
     # names one trained by `voicedesk train intent`; "none" leaves intents to the LLM.
     intent_classifier: str = "domain"
-    classifier_confident: float = 0.5  # at or above: the classifier decides without the LLM
+    # At or above this top probability the classifier decides without the LLM. Measured on
+    # the 107 held-out telecom turns: classifier alone 95 right, LLM below 0.3: 96, below
+    # 0.5: 93 (the untuned LLM overrules it wrongly more often than rightly), LLM alone 84.
+    classifier_confident: float = 0.3
     # Let the LLM reword each flow message (kept only if every fact survives). Off by
     # default: the untuned 135M model's drafts pass the check 16 times in 57, at 1.4 s each.
     llm_wording: bool = False
