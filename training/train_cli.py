@@ -198,7 +198,7 @@ def cmd_intent(config: Config, args: argparse.Namespace) -> int:
     )
     from training.loop import TrainingInterrupted
     from training.runs import RunLog
-    from training.task_examples import DataError, catalogue_only, spoken_variants, turn_examples
+    from training.task_examples import DataError, catalogue_only, turn_examples
     from voicedesk.models.prepare import ModelStore
 
     domain = load_domain(config.nlu.domain)
@@ -207,8 +207,7 @@ def cmd_intent(config: Config, args: argparse.Namespace) -> int:
     data = Path(args.data) if args.data else None
     if data is not None:
         turns = catalogue_only(turn_examples(data, "train"), domain, _say)
-        variants = [v for t in turns for v in spoken_variants(t)]
-        texts, labels = [v.text for v in variants], [v.intent for v in variants]
+        texts, labels = [t.text for t in turns], [t.intent for t in turns]
     if args.domain or data is None:
         more_texts, more_labels = domain_training_set(domain)
         texts, labels = texts + more_texts, labels + more_labels
