@@ -140,6 +140,12 @@ def cmd_models_prepare(config: Config, args: argparse.Namespace) -> int:
     print(f"llm (ct2)  {store.llm_ct2(config.llm.model, config.llm.compute_type)}")
     print(f"tts        {store.piper_voice(config.tts.voice)}")
     print(f"embeddings {store.embeddings(config.nlu.embeddings)}")
+    if config.nlu.intent_classifier == "domain":
+        from nlu.domain import load_domain
+        from training.intent_classifier import domain_classifier
+
+        domain = load_domain(config.nlu.domain)
+        print(f"intents    {domain_classifier(domain, store, config.nlu.embeddings)}")
     return 0
 
 
