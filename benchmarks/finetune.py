@@ -93,6 +93,23 @@ def epoch_time(base: str, steps: int, batch_size: int, out: Path, bf16: bool = F
             "threads": os.cpu_count(), "bf16": bf16}
 
 
+def timing_only(args: argparse.Namespace) -> int:
+    base = ModelStore(load_config().models_dir).llm_hf(load_config().llm.model)
+    load = os.getloadavg()
+    timing = epoch_time(base, args.timing_steps, 16, args.out / "timing")
+    print(f"LoRA epoch over 10,000 short examples: {timing['extrapolated_epoch_minutes_10k']:.1f}"
+          f" min EXTRAPOLATED from {timing['measured_steps']} measured steps of "
+          f"{timing['batch_size']} ({timing['seconds_per_step']:.2f} s/step; load average "
+          f"{load[0]:.2f} at the start); target <= 30 min")
+    path = args.json.with_name(args.json.stem + ".timing.json")
+    path.write_text(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M"), "cpu": cpu_model(),
+                                "cores": os.cpu_count(), "load_average_start": load,
+                                "load_average_end": os.getloadavg(),
+                                "lora_epoch_timing": timing}, indent=2) + "\n")
+    print(f"results in {path}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -101,7 +118,11 @@ def main() -> int:
     parser.add_argument("--timing-steps", type=int, default=8)
     parser.add_argument("--out", type=Path, default=Path("/tmp/voicedesk-bench-finetune"))
     parser.add_argument("--json", type=Path, default=RESULTS)
+    parser.add_argument("--timing-only", action="store_true",
+                        help="only the LoRA epoch timing (a minute or two; for a quiet machine)")
     args = parser.parse_args()
+    if args.timing_only:
+        return timing_only(args)
 
     config = load_config()
     models = ModelStore(config.models_dir)

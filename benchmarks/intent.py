@@ -209,10 +209,14 @@ def understanding_latency(encoder: str, work: Path, say: Callable[[str], None]) 
     texts, labels = domain_training_set(pack)
     model_dir, seconds, _ = _train("telecom", encoder, Split(texts, labels), work / "telecom",
                                    TELECOM_EPOCHS, say)
+    classifier = IntentClassifier(model_dir)
     recognizers = {
-        f"default: classifier, {config.llm.model} when unsure": IntentRecognizer(
+        f"default: classifier (LLM below {config.nlu.classifier_confident:g})": IntentRecognizer(
             llm, embedder, pack, config.nlu.examples_per_turn, config.nlu.retrieval_weight,
-            classifier=IntentClassifier(model_dir), confident=config.nlu.classifier_confident),
+            classifier=classifier, confident=config.nlu.classifier_confident),
+        f"classifier, {config.llm.model} below 0.3": IntentRecognizer(
+            llm, embedder, pack, config.nlu.examples_per_turn, config.nlu.retrieval_weight,
+            classifier=classifier, confident=0.3),
         f"{config.llm.model} alone (retrieved few-shot)": IntentRecognizer(
             llm, embedder, pack, config.nlu.examples_per_turn, config.nlu.retrieval_weight),
     }

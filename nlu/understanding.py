@@ -43,7 +43,7 @@ class IntentRecognizer:
     def __init__(self, llm: LLMEngine, embedder: SentenceEmbedder, domain: DomainPack,
                  examples_per_turn: int = 6, retrieval_weight: float = 1.0,
                  temperature: float = 0.05, classifier: IntentClassifier | None = None,
-                 confident: float = 0.3) -> None:
+                 confident: float = 0.0) -> None:
         self.llm = llm
         self.classifier = classifier
         self.confident = confident

@@ -89,10 +89,11 @@ class NluConfig:
     # pack on first use (under a minute on 2 cores, then kept in the model cache); a folder
     # names one trained by `voicedesk train intent`; "none" leaves intents to the LLM.
     intent_classifier: str = "domain"
-    # At or above this top probability the classifier decides without the LLM. Measured on
-    # the 107 held-out telecom turns: classifier alone 95 right, LLM below 0.3: 96, below
-    # 0.5: 93 (the untuned LLM overrules it wrongly more often than rightly), LLM alone 84.
-    classifier_confident: float = 0.3
+    # Below this top probability the LLM chooses among the classifier's likeliest intents.
+    # 0: the classifier always decides. On the 107 held-out telecom turns the untuned LLM
+    # below 0.3 changed nothing (87.9 % either way; LLM alone 78.5 %) and cost 190 ms at
+    # p95, so it is off; try 0.3 with a fine-tuned LLM (benchmarks/intent.py measures both).
+    classifier_confident: float = 0.0
     # Let the LLM reword each flow message (kept only if every fact survives). Off by
     # default: the untuned 135M model's drafts pass the check 16 times in 57, at 1.4 s each.
     llm_wording: bool = False
