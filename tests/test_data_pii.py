@@ -55,6 +55,13 @@ def test_a_misheard_card_after_card_words_is_still_treated_as_a_card() -> None:
     assert "card_number" not in redact_text("my account reference is 4539 1488 0343 6468").counts
 
 
+def test_a_card_that_asr_repeats_past_the_context_window_goes_whole() -> None:
+    # Whisper sometimes loops on the last digit group of a read-out card.
+    said = "I want to pay with my card, number is 4111 1111 1111 1111" + " -1" * 40 + ". Thanks"
+    result = redact_text(said)
+    assert result.text == "I want to pay with my card, number is [CARD_NUMBER]. Thanks"
+
+
 def test_card_security_code_counts_as_card_data() -> None:
     assert redact_text("and the cvv is 123").text == "and the cvv is [CARD_NUMBER]"
 

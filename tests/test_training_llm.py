@@ -114,10 +114,14 @@ def test_export_loads_in_both_engines_with_the_turn_marker(lora_runs: dict) -> N
     hf = TransformersEngine(str(exported.serving_path("transformers")), LlmConfig())
     for engine in (ct2, hf):
         assert turn_format.read_marker(engine.model_ref) is not None
-    prompt = turn_format.prompt("I want to talk to a real person")
-    options = [" speak_to_agent", " roaming", " goodbye"]
+    # The same weights in both: the same choice where the model is sure, with close
+    # log-probabilities. (A few LoRA steps leave every intent name improbable, -10 nats
+    # and below, where int8 rounding moves scores by a nat or two: no test of the export.)
+    prompt = "The capital of France is"
+    options = [" Paris", " London", " a banana"]
     int8, fp32 = ct2.score(prompt, options), hf.score(prompt, options)
-    assert max(abs(a - b) for a, b in zip(int8, fp32, strict=True)) < 1.5
+    assert int8.index(max(int8)) == fp32.index(max(fp32)) == 0, (int8, fp32)
+    assert abs(int8[0] - fp32[0]) < 1.0, (int8, fp32)
 
 
 def test_a_finetuned_model_is_asked_zero_shot_over_every_intent(lora_runs: dict,

@@ -209,7 +209,10 @@ def _card_context(text: str, tokens: list[Token], policy: RedactionPolicy,
         numbered = [i for i in after if tokens[i].digits]
         if not numbered or sum(len(tokens[i].digits) for i in numbered) < 8:
             continue
-        span = _span(tokens, numbered[0], numbered[-1], "card_number")
+        last = numbered[-1]
+        while last + 1 < len(tokens) and tokens[last + 1].digits:
+            last += 1  # a run that goes on past the window ("-1 -1 -1 ..." loops) goes too
+        span = _span(tokens, numbered[0], last, "card_number")
         if not any(f.start <= span.start and span.end <= f.end for f in found + spans):
             spans.append(span)
     return spans
