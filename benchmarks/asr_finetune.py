@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchlib import cpu_model, version  # noqa: E402
+from benchlib import cpu_model, version, write_results  # noqa: E402
 
 from training.asr_finetune import AsrFinetuneOptions, finetune_whisper  # noqa: E402
 from training.loop import LoopOptions  # noqa: E402
@@ -144,9 +144,7 @@ def main() -> int:
               "steps": run.loop.steps, "train_seconds": train_s, "before": before,
               "after": after, "in_domain_relative_reduction": relative,
               "general_change_points": after["wer_general"] - before["wer_general"]}
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"results in {args.json}")
+    write_results(args.json, result)
     return 0
 
 

@@ -37,3 +37,12 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def write_results(path: Path, results: object) -> None:
+    """The results as indented JSON at ``path`` (folders made), and where they went."""
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print(f"results in {path}")

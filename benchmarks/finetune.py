@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchlib import cpu_model, version  # noqa: E402
+from benchlib import cpu_model, version, write_results  # noqa: E402
 
 from nlu.domain import load_domain  # noqa: E402
 from training.finetune import FinetuneOptions, expand, finetune, sft_sequences  # noqa: E402
@@ -191,9 +191,7 @@ def main() -> int:
               "train_seconds": train_s, "final_loss": outcome.loop.final_loss,
               "untuned": untuned, "tuned": tuned, "lora_epoch_timing": timing,
               "lora_epoch_timing_bf16": timing_bf16}
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2, default=str) + "\n")
-    print(f"results in {args.json}")
+    write_results(args.json, result)
     return 0
 
 

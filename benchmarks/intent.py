@@ -44,7 +44,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchlib import cpu_model, version  # noqa: E402
+from benchlib import cpu_model, version, write_results  # noqa: E402
 
 from training.intent_classifier import ClassifierOptions, calibrate, train_classifier  # noqa: E402
 from voicedesk.config import load_config  # noqa: E402
@@ -296,9 +296,7 @@ def main() -> int:
                 print(f"understanding, {label}: p50 {row['p50']:.0f} ms, p95 {row['p95']:.0f} ms"
                       f", intent accuracy {row['intent_accuracy']:.1%} (intent + slots, "
                       f"{row['turns']} held-out telecom turns; target <= 100 ms)")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2, default=str) + "\n")
-    print(f"results in {args.json}")
+    write_results(args.json, result)
     return 0
 
 

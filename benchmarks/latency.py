@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import sys
 import tempfile
@@ -42,7 +41,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchlib import cpu_model, version  # noqa: E402
+from benchlib import cpu_model, version, write_results  # noqa: E402
 
 STAGES = ("endpoint_ms", "asr_final_ms", "llm_first_token_ms", "first_sentence_ms",
           "tts_first_audio_ms")
@@ -188,9 +187,7 @@ def main() -> int:
           f"play-out gaps {result['gaps']}; late clock ticks {result['late_ticks']}; "
           f"load {result['machine']['load_average_before'][0]} -> "
           f"{result['machine']['load_average_after'][0]}")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"results in {args.json}")
+    write_results(args.json, result)
     return 0
 
 
