@@ -120,3 +120,20 @@ def test_train_intent_writes_a_classifier_the_assistant_can_serve(home: Path) ->
     classifier = configured_classifier(config, domain, ModelStore(config.models_dir))
     assert isinstance(classifier, IntentClassifier)
     assert set(classifier.labels) == set(domain.intents)
+
+
+def test_the_assistant_asks_the_llm_only_when_its_classifier_is_unsure(assistant) -> None:
+    import copy
+
+    recognizer = assistant.recognizer
+    assert recognizer.classifier is not None  # the default: the domain pack's classifier
+    domain = assistant.domain
+    sure = recognizer.understand("someone stole my phone on the train last night")
+    assert sure.intent == "lost_or_stolen_device"
+    assert set(sure.candidates) == set(domain.intents)  # the classifier's own distribution
+    asking = copy.copy(recognizer)
+    asking.confident = 1.01  # never sure enough: the LLM chooses among the likeliest
+    chosen = asking.understand("someone stole my phone on the train last night")
+    assert chosen.intent in domain.intents
+    assert len(chosen.candidates) <= recognizer.k + 1
+    assert "lost_or_stolen_device" in chosen.candidates
