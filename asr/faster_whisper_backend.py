@@ -1,15 +1,20 @@
 """Whisper on CTranslate2 (faster-whisper): the default, fastest CPU backend.
 
 Besides ``transcribe`` (any length, Whisper's own 30-s seek loop), the backend
-decodes a packed window in exactly one pass (``transcribe_window``): batch
-transcription packs several recordings into each window, and the seek loop's
-habit of re-encoding the last few seconds of a window would cost a second
-encoder pass for most of them.
+decodes a packed window with exactly one encoder pass (``transcribe_window``):
+batch transcription packs several recordings into each window. Whisper's
+seek loop would encode most windows twice: it re-encodes from wherever the
+decoder stops, and the decoder often stops after the first packed utterance.
+Here the decoder instead starts again on the same encoder output at the next
+utterance (its first timestamp forced), for about a fifth of the cost.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -25,6 +30,10 @@ PREPEND_PUNCTUATIONS = "\"'“¿([{-"
 APPEND_PUNCTUATIONS = "\"'.。,，!！?？:：”)]}、"
 
 
+# A segment's closing timestamp may overshoot the silence after an utterance by this much
+# and the next utterance still count as unheard (timestamps are coarse at the edges).
+TIMESTAMP_SLACK_S = 0.6
+MIN_ADVANCE_S = 0.3  # a continuation starts at least this far past the previous one
 MAX_TOKENS = 220  # Whisper's own limit per window is 448, half for the prompt
 
 
@@ -83,22 +92,26 @@ class FasterWhisperTranscriber:
         ``asr.language`` set): only then may recordings share a window."""
         return self._english_only or bool(self.config.language)
 
-    def transcribe_window(self, samples: np.ndarray) -> tuple[Transcript, float]:
-        """At most 30 s decoded in one encoder pass and one greedy decoder pass.
+    def transcribe_window(self, samples: np.ndarray, starts: Sequence[float] = ()
+                          ) -> tuple[Transcript, float]:
+        """At most 30 s decoded with one encoder pass, and greedy decoder passes over it.
 
         Returns the transcript and the time up to which it is complete. Whisper
-        stops early when it thinks an utterance runs past the window; the seek
-        loop of ``transcribe`` would then encode the window again from that
-        point. Here the caller decides what to do with the rest (batch packing
-        moves the pieces after that point into the next window). A pass that
-        looks unreliable (repetitive, or improbable but not silent) is handed
-        to ``transcribe``, which retries at higher temperatures, as the per-file
-        path would; so is anything a single pass cannot do (beam search, a
-        window over 30 s, a language to detect).
+        stops early when it thinks an utterance runs past the window, and often
+        after the first of several packed utterances; its seek loop would then
+        encode the window again from that point. ``starts`` are the times where
+        separate utterances begin (packed pieces): when the decoder stops at or
+        before one of them, it decodes again from that time on the same encoder
+        output (the first token forced to that timestamp), which costs a
+        fraction of an encoder pass. Where it stops inside an utterance, the
+        caller decides what to do with the rest (batch packing moves it into the
+        next window). A first pass that looks unreliable (repetitive, or
+        improbable but not silent) is handed to ``transcribe``, which retries at
+        higher temperatures, as the per-file path would; so is anything a single
+        pass cannot do (beam search, a window over 30 s, a language to detect).
         """
         from faster_whisper.audio import pad_or_trim
         from faster_whisper.tokenizer import Tokenizer
-        from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
 
         if len(samples) == 0:
             return Transcript(duration=0.0), 0.0
@@ -113,29 +126,30 @@ class FasterWhisperTranscriber:
         language = "en" if self._english_only else self.config.language
         tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual,
                               task="transcribe", language=language)
-        prompt = model.get_prompt(tokenizer, [], without_timestamps=False)
-        result = model.model.generate(
-            encoded, [prompt], beam_size=1, max_length=model.max_length, return_scores=True,
-            return_no_speech_prob=True, suppress_blank=True,
-            suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
-            max_initial_timestamp_index=round(1.0 / model.time_precision))[0]
-        tokens = result.sequences_ids[0]
-        avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
-        if is_silence(result.no_speech_prob, avg_logprob):
+        decoder = _WindowDecoder(model, tokenizer, encoded)
+        first = decoder.decode(None)
+        if is_silence(first.no_speech_prob, first.avg_logprob):
             return Transcript((), language, duration), duration
-        text = tokenizer.decode(tokens).strip()
-        if get_compression_ratio(text) > COMPRESSION_RATIO_LIMIT or avg_logprob < LOGPROB_LIMIT:
+        if not first.reliable:
             return self.transcribe(samples), duration
-        segments, seek, _ = model._split_segments_by_timestamps(
-            tokenizer=tokenizer, tokens=tokens, time_offset=0.0, segment_size=frames,
-            segment_duration=duration, seek=0)
-        # Whole window, or up to the last timestamp when the last segment was left open.
-        complete_s = min(duration, seek * model.feature_extractor.time_per_frame)
-        segments = [s for s in segments if any(t < tokenizer.eot for t in s["tokens"])]
+        tokens, complete_s, boundaries = decoder.continue_over(first, starts, duration)
+        segments = decoder.segments(tokens, frames, duration)
         if not segments:
             return Transcript((), language, duration), complete_s
         model.add_word_timestamps([segments], tokenizer, encoded, frames, PREPEND_PUNCTUATIONS,
                                   APPEND_PUNCTUATIONS, last_speech_timestamp=0.0)
+        overlap = _first_overlap(segments, boundaries)
+        if overlap is not None:
+            # an earlier pass had already heard into the utterance a later pass began at:
+            # keep what came before it, and leave that utterance for the next window
+            at, kept = boundaries[overlap]
+            tokens, complete_s = tokens[:kept], at
+            segments = decoder.segments(tokens, frames, duration)
+            if not segments:
+                return Transcript((), language, duration), complete_s
+            model.add_word_timestamps([segments], tokenizer, encoded, frames,
+                                      PREPEND_PUNCTUATIONS, APPEND_PUNCTUATIONS,
+                                      last_speech_timestamp=0.0)
         out = []
         for seg in segments:
             seg_text = tokenizer.decode(seg["tokens"]).strip()
@@ -144,9 +158,120 @@ class FasterWhisperTranscriber:
             words = tuple(Word(w["start"], min(w["end"], duration), w["word"], w["probability"])
                           for w in seg.get("words", ()))
             out.append(Segment(seg["start"], min(seg["end"], duration), seg_text, words,
-                               avg_logprob, result.no_speech_prob))
+                               first.avg_logprob, first.no_speech_prob))
         if complete_s < duration and out and out[-1].words:
             # as the seek loop does with word times: restart at the last word's end, which
             # alignment places better than the last timestamp token
             complete_s = max(0.0, min(complete_s, out[-1].words[-1].end))
         return Transcript(tuple(out), language, duration), complete_s
+
+
+@dataclass(frozen=True)
+class _Pass:
+    """One greedy decoder pass over an encoded window."""
+
+    tokens: list[int]
+    avg_logprob: float
+    no_speech_prob: float
+    reliable: bool
+
+
+class _WindowDecoder:
+    """Greedy decoder passes over one encoded window, and the segments they make."""
+
+    def __init__(self, model: Any, tokenizer: Any, encoded: Any) -> None:
+        from faster_whisper.transcribe import get_suppressed_tokens
+
+        self.model = model
+        self.tokenizer = tokenizer
+        self.encoded = encoded
+        self.prompt = model.get_prompt(tokenizer, [], without_timestamps=False)
+        self.suppress = get_suppressed_tokens(tokenizer, [-1])
+
+    def timestamp(self, token: int) -> float:
+        return float((token - self.tokenizer.timestamp_begin) * self.model.time_precision)
+
+    def decode(self, start_s: float | None) -> _Pass:
+        """A pass from the window's start, or with its first timestamp forced to ``start_s``."""
+        from faster_whisper.transcribe import get_compression_ratio
+
+        prompt = list(self.prompt)
+        forced = None
+        if start_s is not None:
+            forced = self.tokenizer.timestamp_begin + round(start_s / self.model.time_precision)
+            prompt.append(forced)
+        result = self.model.model.generate(
+            self.encoded, [prompt], beam_size=1, max_length=self.model.max_length,
+            return_scores=True, return_no_speech_prob=True, suppress_blank=True,
+            suppress_tokens=self.suppress,
+            max_initial_timestamp_index=round(1.0 / self.model.time_precision))[0]
+        tokens = list(result.sequences_ids[0])
+        avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
+        if forced is not None and (not tokens or tokens[0] != forced):
+            tokens.insert(0, forced)
+        text = self.tokenizer.decode([t for t in tokens if t < self.tokenizer.eot]).strip()
+        reliable = (get_compression_ratio(text) <= COMPRESSION_RATIO_LIMIT
+                    and avg_logprob >= LOGPROB_LIMIT) if text else True
+        return _Pass(tokens, avg_logprob, result.no_speech_prob, reliable)
+
+    def heard(self, tokens: Sequence[int]) -> tuple[list[int], float, bool]:
+        """The tokens of the pass's finished segments, the time they end at, and whether
+        the pass stopped inside speech (it left its last segment unfinished)."""
+        begin = self.tokenizer.timestamp_begin
+        if len(tokens) >= 2 and tokens[-2] < begin <= tokens[-1]:
+            return list(tokens), self.timestamp(tokens[-1]), False
+        pairs = [i for i in range(1, len(tokens)) if tokens[i] >= begin <= tokens[i - 1]]
+        if pairs:
+            return list(tokens[:pairs[-1]]), self.timestamp(tokens[pairs[-1] - 1]), True
+        # no timestamp pair: Whisper's seek loop takes it all as one segment, window done
+        stamps = [t for t in tokens if t >= begin]
+        return list(tokens), self.timestamp(stamps[-1]) if stamps else 0.0, False
+
+    def continue_over(self, first: _Pass, starts: Sequence[float], duration: float
+                      ) -> tuple[list[int], float, list[tuple[float, int]]]:
+        """Decodes again from each utterance start that the passes stopped at or before.
+
+        Returns the tokens of every pass, the time up to which they are complete,
+        and each continuation's start with the number of tokens before it.
+        """
+        begin = self.tokenizer.timestamp_begin
+        tokens: list[int] = []
+        boundaries: list[tuple[float, int]] = []
+        current, begun = first, 0.0
+        while True:
+            finished, until, open_end = self.heard(current.tokens)
+            following = [s for s in starts if begun + MIN_ADVANCE_S < s
+                         and until - TIMESTAMP_SLACK_S <= s <= duration - MIN_ADVANCE_S]
+            if (not finished or finished[-1] < begin or not following
+                    or (open_end and following[0] - until > TIMESTAMP_SLACK_S)):
+                if open_end:  # stopped inside an utterance: complete up to where it stopped
+                    return tokens + finished, min(duration, until), boundaries
+                return tokens + current.tokens, duration, boundaries
+            tokens += finished
+            begun = following[0]
+            following_pass = self.decode(begun)
+            if not following_pass.reliable:
+                return tokens, begun, boundaries
+            boundaries.append((begun, len(tokens)))
+            current = following_pass
+
+    def segments(self, tokens: Sequence[int], frames: int, duration: float) -> list[dict]:
+        """Whisper's segments of the tokens, each with the index of its first token."""
+        segments, _, _ = self.model._split_segments_by_timestamps(
+            tokenizer=self.tokenizer, tokens=list(tokens), time_offset=0.0,
+            segment_size=frames, segment_duration=duration, seek=0)
+        at = 0
+        for segment in segments:
+            segment["first_token"] = at
+            at += len(segment["tokens"])
+        return [s for s in segments if any(t < self.tokenizer.eot for t in s["tokens"])]
+
+
+def _first_overlap(segments: Sequence[dict], boundaries: Sequence[tuple[float, int]]
+                   ) -> int | None:
+    """The first continuation into whose utterance an earlier pass had already heard."""
+    for index, (at, before) in enumerate(boundaries):
+        if any((w["start"] + w["end"]) / 2 > at + TIMESTAMP_SLACK_S
+               for s in segments if s["first_token"] < before for w in s.get("words", ())):
+            return index
+    return None

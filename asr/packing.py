@@ -19,9 +19,12 @@ word is kept only where its piece is clear. A piece is in doubt when
   and may have stretched a neighbour's words over it; so every piece that
   shares a Whisper segment with a piece in doubt is in doubt too.
 
-A window Whisper stops short of (it thinks the last utterance runs on) keeps
-what it finished, cut at its last segment boundary; the rest starts the next
-window, instead of costing a second encoder pass as Whisper's seek loop would.
+Whisper often stops after the first of the packed pieces; the backend then
+decodes again from the next piece's start on the same encoder output
+(``WindowTranscriber``). A window it stops short of inside a piece (it thinks
+the utterance runs on) keeps what it finished, cut at its last segment
+boundary; the rest starts the next window, instead of costing a second
+encoder pass as Whisper's seek loop would.
 """
 
 from __future__ import annotations
@@ -82,10 +85,12 @@ class Window:
 
 @runtime_checkable
 class WindowTranscriber(Protocol):
-    """A backend that can decode one packed window in a single pass (faster-whisper)."""
+    """A backend that can decode one packed window with one encoder pass (faster-whisper)."""
 
-    def transcribe_window(self, samples: np.ndarray) -> tuple[Transcript, float]:
-        """The transcript, and the time up to which it is complete."""
+    def transcribe_window(self, samples: np.ndarray, starts: Sequence[float] = ()
+                          ) -> tuple[Transcript, float]:
+        """The transcript, and the time up to which it is complete; ``starts`` are the
+        times where the packed pieces begin."""
         ...
 
 
@@ -255,7 +260,8 @@ class PackedDecoder:
             # Whisper's seek loop finishes any length, at its own cost
             transcript, complete_s = self.transcriber.transcribe(window.samples), math.inf
         else:
-            transcript, complete_s = self.transcriber.transcribe_window(window.samples)
+            transcript, complete_s = self.transcriber.transcribe_window(
+                window.samples, [p.offset for p in window.placements])
         kept, rest = self._cut(window.placements, complete_s)
         if not kept:  # nothing whole in this pass: let Whisper's seek loop finish it
             kept, rest = list(window.placements), []

@@ -19,7 +19,7 @@ from asr import batch
 from asr.audio import load_audio, resample
 from asr.batch import LEDGER, PauseChunker, plan_groups, plan_workers, transcribe_recordings
 from asr.formats import CallTranscript
-from asr.packing import PackedDecoder, Piece, Placement, split_window
+from asr.packing import PackedDecoder, Piece, Placement, pack, split_window
 from asr.telephony import CallRecording
 from asr.transcriber import Transcriber, create_transcriber
 from asr.transcript import Segment, Transcript, Word
@@ -484,6 +484,38 @@ def test_packed_recordings_share_windows(transcriber: Transcriber,
     assert sorted(p.owner for p, _ in done) == list(range(len(packed_folder)))
     assert decoder.windows <= 3 < len(packed_folder)  # 36 s of audio: two windows, or three
     assert decoder.alone <= 3  # the noise, the silence, and at most one more in doubt
+
+
+def test_a_window_is_decoded_again_from_the_pieces_whisper_stopped_before(
+        transcriber: Transcriber, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whisper often ends a packed window after its first utterance, as if the rest were
+    past the window; the later pieces are decoded from the same encoder pass."""
+    model = transcriber._model  # type: ignore[attr-defined]
+    encoded = []
+    encode = model.encode
+    monkeypatch.setattr(model, "encode", lambda *a, **k: encoded.append(1) or encode(*a, **k))
+    first = load_audio(DEV / "lhotse" / "2412-153948-0000.flac").samples
+    second = load_audio(DEV / "pocketsphinx" / "sense_and_sensibility_01_austen_64kb-0870.wav"
+                        ).samples
+    window = pack([Piece(0, 0.0, first), Piece(1, 0.0, second)])
+    starts = [p.offset for p in window.placements]
+    duration = len(window.samples) / 16_000
+    alone, stopped = transcriber.transcribe_window(window.samples)
+    assert stopped < starts[1] + 1.0  # the premise: one pass stops at the second piece
+    assert "dashwood" not in alone.text.lower()
+    heard, complete = transcriber.transcribe_window(window.samples, starts)
+    assert encoded == [1, 1]  # one encoder pass each
+    assert complete == duration
+    later = " ".join(w.text for s in heard.segments for w in s.words
+                     if (w.start + w.end) / 2 > starts[1]).lower()
+    earlier = " ".join(w.text for s in heard.segments for w in s.words
+                       if (w.start + w.end) / 2 < starts[1]).lower()
+    assert "dashwood" in later and "dashwood" not in earlier
+    assert "narrative" in earlier and "narrative" not in later
+    truth = references()
+    assert wer(truth["sense_and_sensibility_01_austen_64kb-0870"], later) <= 0.1, later
+    starts_heard = [s.start for s in heard.segments]
+    assert starts_heard == sorted(starts_heard)
 
 
 def test_every_word_lands_in_the_recording_that_said_it(packed_and_alone: tuple) -> None:
