@@ -22,7 +22,9 @@ itself, and cutting it into 30-s pieces at pauses cost words and time. It is
 read in blocks of a few minutes (cut at a pause, so memory stays bounded) and
 each block's speech, long silences shortened, goes through the backend's own
 long-form ``transcribe`` (``LongFormDecoder``): the same text as the backend
-on the whole file when the recording has no long silences.
+on the whole file when the recording has no long silences. A worker with
+several threads holds as many single-threaded model workers and decodes a
+block in as many parts at once, cut at pauses.
 
 Results are appended to ``transcripts.jsonl`` as each file finishes; that
 file is also the ledger a rerun reads to skip files already done (same path,
@@ -43,7 +45,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from multiprocessing import get_context
@@ -80,6 +82,7 @@ LONG_FORM_S = 60.0
 LONG_BLOCK_S = 300.0  # a long recording is read and decoded in blocks this long: bounded memory
 LONG_MIN_BLOCK_S = 240.0  # a block is cut at a pause past this point
 LONG_SILENCE_S = 1.0  # longer silence between speech regions is shortened to this
+LONG_MIN_PART_S = 20.0  # a long block is decoded in parts at once only if each is this long
 MAX_DEFAULT_WORKERS = 8  # more cores than this: more threads per worker, not more models
 LEDGER = "transcripts.jsonl"
 ERRORS = "errors.jsonl"
@@ -198,9 +201,48 @@ class LongFormDecoder:
         self.transcriber = transcriber
         self.vad_config = vad_config
         self.silence_s = silence_s
+        # a backend serving several calls at once gets a block in as many parts at once
+        self.parts = max(1, int(getattr(transcriber, "replicas", 1)))
 
     def decode(self, samples: np.ndarray) -> Transcript:
-        """The block's transcript, on the block's clock."""
+        """The block's transcript, on the block's clock.
+
+        With a backend that serves several calls at once (``replicas``), the
+        block is cut at the pauses nearest to equal parts and the parts are
+        decoded at the same time, each by a single-threaded model worker: one
+        long recording then keeps every core of its worker busy, and a
+        single-threaded worker decodes more per core than one with more threads.
+        """
+        audio = Audio(samples, SPEECH_RATE)
+        bounds = [0, *self._cuts(audio), len(samples)]
+        if len(bounds) == 2:
+            return self._decode(samples)
+        with ThreadPoolExecutor(len(bounds) - 1) as pool:
+            parts = list(pool.map(self._decode, [samples[a:b] for a, b
+                                                 in zip(bounds, bounds[1:], strict=False)]))
+        segments: list[Segment] = []
+        for start, part in zip(bounds, parts, strict=False):
+            segments.extend(_shifted(seg, start / SPEECH_RATE) for seg in part.segments)
+        language = next((p.language for p in parts if p.segments), parts[0].language)
+        return Transcript(tuple(segments), language, audio.duration)
+
+    def _cuts(self, audio: Audio) -> list[int]:
+        """Sample indices that cut the block into ``parts`` about equal parts, each in the
+        middle of a pause between turns; none where the parts would be too short."""
+        if self.parts == 1 or audio.duration < self.parts * LONG_MIN_PART_S:
+            return []
+        spans = split_turns(audio, self.vad_config)
+        pauses = [(a.end + b.start) / 2 for a, b in zip(spans, spans[1:], strict=False)]
+        cuts: list[float] = []
+        for k in range(1, self.parts):
+            target = k * audio.duration / self.parts
+            fits = [p for p in pauses if p - (cuts[-1] if cuts else 0.0) >= LONG_MIN_PART_S
+                    and audio.duration - p >= LONG_MIN_PART_S]
+            if fits:
+                cuts.append(min(fits, key=lambda p: abs(p - target)))
+        return sorted({round(c * SPEECH_RATE) for c in cuts})
+
+    def _decode(self, samples: np.ndarray) -> Transcript:
         audio = Audio(samples, SPEECH_RATE)
         regions = speech_regions(audio, self.vad_config)
         if not regions:
@@ -233,6 +275,13 @@ class LongFormDecoder:
             segments.append(Segment(start, max(start, end), seg.text, words, seg.avg_logprob,
                                     seg.no_speech_prob))
         return Transcript(tuple(segments), heard.language, audio.duration)
+
+
+def _shifted(segment: Segment, offset: float) -> Segment:
+    words = tuple(Word(w.start + offset, w.end + offset, w.text, w.probability)
+                  for w in segment.words)
+    return Segment(segment.start + offset, segment.end + offset, segment.text, words,
+                   segment.avg_logprob, segment.no_speech_prob)
 
 
 def _back(spans: Sequence[_Span], t: float) -> float:
@@ -458,7 +507,13 @@ class RecordingTranscriber:
 
         models = ModelStore(config.models_dir)
         self.config = config
-        self.transcriber = create_transcriber(config.asr, models)
+        # A worker with several threads runs as many single-threaded model workers, which
+        # decode more per core (benchmarks/README.md); a long recording's blocks are
+        # decoded in that many parts at once (``LongFormDecoder``).
+        threads = config.asr.threads
+        replicas = threads if threads > 1 and config.asr.backend == "faster-whisper" else 1
+        self.transcriber = create_transcriber(
+            replace(config.asr, threads=1) if replicas > 1 else config.asr, models, replicas)
         self.recognizer = _load_recognizer(config, models) if intents else None
 
     def __call__(self, path: str) -> Outcome:

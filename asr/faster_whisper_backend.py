@@ -40,15 +40,18 @@ MAX_TOKENS = 220  # Whisper's own limit per window is 448, half for the prompt
 class FasterWhisperTranscriber:
     name = "faster-whisper"
 
-    def __init__(self, model: str, config: AsrConfig) -> None:
+    def __init__(self, model: str, config: AsrConfig, replicas: int = 1) -> None:
+        """``replicas`` model workers sharing the weights, each with ``config.threads``
+        threads, serve that many ``transcribe`` calls from Python threads at once."""
         from faster_whisper import WhisperModel
 
         self.model_ref = model
         self.config = config
+        self.replicas = max(1, replicas)
         threads = config.threads or os.cpu_count() or 1
         try:
             self._model = WhisperModel(model, device="auto", compute_type=config.compute_type,
-                                       cpu_threads=threads)
+                                       cpu_threads=threads, num_workers=self.replicas)
         except (RuntimeError, ValueError, OSError) as exc:
             raise ModelError(f"ASR model {model} could not be loaded by faster-whisper: "
                              f"{str(exc).splitlines()[0]}") from None

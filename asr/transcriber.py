@@ -24,16 +24,19 @@ class Transcriber(Protocol):
         ...
 
 
-def create_transcriber(config: AsrConfig, models: ModelStore) -> Transcriber:
+def create_transcriber(config: AsrConfig, models: ModelStore, replicas: int = 1
+                       ) -> Transcriber:
     """The backend ``asr.backend`` names, on the weights ``asr.model`` names.
 
     Each backend imports its engine only here, so a deployment needs only the
-    engine it uses; the model is converted for it once and cached.
+    engine it uses; the model is converted for it once and cached. ``replicas``
+    asks for that many concurrent ``transcribe`` calls (``asr.threads`` each),
+    where the engine can serve them (faster-whisper); others serve one at a time.
     """
     if config.backend == "faster-whisper":
         from asr.faster_whisper_backend import FasterWhisperTranscriber
 
-        return FasterWhisperTranscriber(models.whisper_ct2(config.model), config)
+        return FasterWhisperTranscriber(models.whisper_ct2(config.model), config, replicas)
     if config.backend == "openai-whisper":
         import importlib.util
 

@@ -553,13 +553,11 @@ def test_silence_and_noise_packed_among_speech_stay_empty(packed_and_alone: tupl
 
 # ---- one long recording ------------------------------------------------------------------
 
-def test_a_long_recording_is_decoded_as_one_file_no_worse_than_file_by_file(
-        transcriber: Transcriber, tmp_path: Path) -> None:
-    """The dev recordings joined with a second of silence (98 s, a call's shape) take the
-    long-form route: no pieces cut at pauses, and a WER no worse than decoding each file
-    alone or the whole file at once; every file's words come back on the joined file's
-    clock, inside its stretch."""
-    truth = references()
+@pytest.fixture(scope="module")
+def joined_dev(tmp_path_factory: pytest.TempPathFactory
+               ) -> tuple[list[Path], list[np.ndarray], list[tuple[float, float]], Path]:
+    """The dev recordings joined with a second of silence after each (98 s, a call's
+    shape): the files, their audio, each one's stretch of the joined clock, the file."""
     listed = sorted(listing.parent / line.split("\t", 1)[0]
                     for listing in DEV.glob("*/transcripts.tsv")
                     for line in filter(str.strip, listing.read_text().splitlines()))
@@ -569,8 +567,19 @@ def test_a_long_recording_is_decoded_as_one_file_no_worse_than_file_by_file(
     for samples in parts:
         spans.append((at - 0.5, at + len(samples) / 16_000 + 0.5))  # to the gaps' middles
         at += (len(samples) + len(gap)) / 16_000
-    joined = tmp_path / "joined.flac"
+    joined = tmp_path_factory.mktemp("joined") / "joined.flac"
     sf.write(joined, np.concatenate([p for s in parts for p in (s, gap)]), 16_000)
+    return listed, parts, spans, joined
+
+
+def test_a_long_recording_is_decoded_as_one_file_no_worse_than_file_by_file(
+        transcriber: Transcriber, joined_dev: tuple) -> None:
+    """The joined dev recordings take the long-form route: no pieces cut at pauses, and
+    a WER no worse than decoding each file alone or the whole file at once; every
+    file's words come back on the joined file's clock, inside its stretch."""
+    truth = references()
+    listed, parts, spans, joined = joined_dev
+    at = spans[-1][1] + 0.5
     assert at > batch.LONG_FORM_S
     [(_, result, _)] = list(transcribe_recordings([joined], transcriber, VadConfig()))
     assert isinstance(result, CallTranscript), result
@@ -601,3 +610,38 @@ def test_long_silences_are_shortened_for_whisper_and_words_keep_the_files_clock(
     late = [w for w in words if "forward" in w.text.lower()]
     assert late and all(resumes - 0.5 <= w.start <= heard.duration for w in late), words
     assert all(w.end <= len(first) / 16_000 + 0.5 for w in words if "americans" in w.text.lower())
+
+
+def test_a_long_block_is_decoded_in_parts_at_once_by_a_backend_with_replicas(
+        models_dir: Path, joined_dev: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two single-threaded model workers take the two halves of a long block, cut in a
+    pause, at the same time; each file's words still come back inside its stretch."""
+    listed, parts, spans, joined = joined_dev
+    transcriber = create_transcriber(AsrConfig(threads=1), ModelStore(models_dir), replicas=2)
+    calls: list[tuple[float, float, float]] = []  # (audio seconds, began, ended)
+    transcribe = transcriber.transcribe
+
+    def timed(samples: np.ndarray, *args: Any, **kwargs: Any) -> Transcript:
+        began = time.perf_counter()
+        heard = transcribe(samples, *args, **kwargs)
+        calls.append((len(samples) / 16_000, began, time.perf_counter()))
+        return heard
+
+    monkeypatch.setattr(transcriber, "transcribe", timed)
+    audio = load_audio(joined).samples
+    decoder = batch.LongFormDecoder(transcriber, VadConfig())
+    [cut] = decoder._cuts(load_audio(joined))
+    assert any(end - 0.5 <= cut / 16_000 <= end + 0.5 for _, end in spans)  # in a gap
+    assert abs(cut / 16_000 - len(audio) / 32_000) < 10  # near the middle
+    heard = decoder.decode(audio)
+    assert len(calls) == 2 and max(c[1] for c in calls) < min(c[2] for c in calls)  # at once
+    assert sum(c[0] for c in calls) <= len(audio) / 16_000 + 0.01  # no audio twice
+    words = [w for segment in heard.segments for w in segment.words]
+    assert [w.start for w in words] == sorted(w.start for w in words)
+    truth = references()
+    alone = [transcribe(samples).text for samples in parts]
+    for path, own, (start, end) in zip(listed, alone, spans, strict=True):
+        text = " ".join(w.text for w in words if start <= (w.start + w.end) / 2 < end)
+        assert wer(truth[path.stem], text) <= wer(truth[path.stem], own) + 0.5, (path, text)
+    reference = " ".join(truth[path.stem] for path in listed)
+    assert wer(reference, heard.text) <= wer(reference, " ".join(alone)) + 0.05, heard.text
