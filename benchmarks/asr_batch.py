@@ -42,7 +42,9 @@ Why it is measured this way:
 * Preparation (hash checks, conversion), loading (worker processes too) and a
   warm-up on one file per worker happen before any clock starts.
 * ``--long-form`` adds a second measurement on one recording made of the same
-  files with a second of silence between them, the shape of a call recording,
+  files with a second of silence between them, the shape of a call recording
+  (each repetition in another fixed order of the files, the WER pooled: where
+  Whisper's windows fall moves one 98-s recording's WER by several points),
   with faster-whisper's ``BatchedInferencePipeline`` and the backend's own
   ``transcribe`` on the whole file ("file by file": one file here) as further
   engines. The batch path takes its long-form route there (``LONG_FORM_S``),
@@ -61,6 +63,7 @@ import datetime
 import json
 import os
 import platform
+import random
 import sys
 import tempfile
 import time
@@ -219,7 +222,11 @@ def make_runner(engine: Engine, config: Config, store: ModelStore) -> Runner:
 
 
 def measure(title: str, engines: Sequence[Engine], config: Config, store: ModelStore,
-            recordings: Sequence[Recording], repetitions: int) -> dict[str, Any]:
+            sets: Sequence[Sequence[Recording]], repetitions: int) -> dict[str, Any]:
+    """Each engine on the recordings, ``repetitions`` times; repetition r transcribes
+    ``sets[r % len(sets)]`` (sets of equal audio: e.g. the same files in other orders),
+    and the WER pools every set's text."""
+    recordings = sets[0]
     runners: dict[str, Runner] = {}
     load_s: dict[str, float] = {}
     for engine in engines:
@@ -233,16 +240,17 @@ def measure(title: str, engines: Sequence[Engine], config: Config, store: ModelS
             runner.run(recordings[:1])  # warm-up, untimed
         load_s[engine.label] = time.perf_counter() - started
     seconds: dict[str, list[float]] = {e.label: [] for e in engines}
-    texts: dict[str, list[str]] = {}
+    texts: dict[str, dict[int, list[str]]] = {e.label: {} for e in engines}
     try:
         for rep in range(repetitions):
             order = engines if rep % 2 == 0 else list(reversed(engines))
             for engine in order:
                 started = time.perf_counter()
-                hypotheses = runners[engine.label].run(recordings)
+                hypotheses = runners[engine.label].run(sets[rep % len(sets)])
                 spent = time.perf_counter() - started
                 seconds[engine.label].append(spent)
-                texts.setdefault(engine.label, hypotheses)  # greedy: repetitions agree
+                # greedy: repetitions of one set agree
+                texts[engine.label].setdefault(rep % len(sets), hypotheses)
                 say(f"{title}: repetition {rep + 1}/{repetitions}: {engine.label} "
                     f"{spent:.2f} s")
     finally:
@@ -250,7 +258,12 @@ def measure(title: str, engines: Sequence[Engine], config: Config, store: ModelS
             if isinstance(runner, BatchPathRunner):
                 runner.workers.__exit__(None, None, None)
     audio_s = sum(r.duration for r in recordings)
-    references = [r.reference for r in recordings]
+    heard = sorted(texts[engines[0].label])
+    references = [r.reference for i in heard for r in sets[i]]
+
+    def pooled(label: str) -> list[str]:
+        return [text for i in heard for text in texts[label][i]]
+
     rows = {}
     for engine in engines:
         wall = float(np.median(seconds[engine.label]))
@@ -271,11 +284,11 @@ def measure(title: str, engines: Sequence[Engine], config: Config, store: ModelS
             "wall_s_median": round(wall, 3),
             "audio_s_per_s": round(audio_s / wall, 2),
             "rtf": round(wall / audio_s, 4),
-            "wer": round(corpus_wer(references, texts[engine.label]), 4),
-            "hypotheses": texts[engine.label],
+            "wer": round(corpus_wer(references, pooled(engine.label)), 4),
+            "hypotheses": pooled(engine.label),
         }
     return {"title": title, "files": len(recordings), "audio_s": round(audio_s, 2),
-            "engines": rows, "seconds": seconds}
+            "sets": len(heard), "engines": rows, "seconds": seconds}
 
 
 def summarise(measured: dict[str, Any], fast: str, slow: str = "openai-whisper"
@@ -302,8 +315,10 @@ def print_table(measured: dict[str, Any], summaries: Sequence[dict[str, Any]],
                 repetitions: int) -> None:
     header = (f"{'engine':<28} {'compute':<8} {'beam':>4} {'threads':>7} {'audio s':>8} "
               f"{'wall s':>8} {'audio s/s':>10} {'RTF':>7} {'WER':>7}")
+    sets = (f", each on another ordering of the files ({measured['sets']}), WER pooled"
+            if measured["sets"] > 1 else "")
     print(f"\n{measured['title']}: {measured['files']} recording(s), median of {repetitions} "
-          f"repetitions, same weights and audio")
+          f"repetitions{sets}, same weights and audio")
     print(header)
     print("-" * len(header))
     for label, row in measured["engines"].items():
@@ -345,12 +360,17 @@ def build_engines(model: str, threads: int, workers: int, language: str,
     return engines
 
 
-def joined(recordings: Sequence[Recording], folder: Path) -> Recording:
+def joined(recordings: Sequence[Recording], folder: Path, order: int = 0) -> Recording:
     """One call-like recording: the files in turn, a second of silence after each (written
-    to ``folder``, since the batch path reads files)."""
+    to ``folder``, since the batch path reads files). ``order`` 0 keeps the listed order;
+    others are fixed shuffles: one ordering is one draw of where Whisper's windows fall,
+    which moves the WER of a 98-s recording by several points either way."""
+    recordings = list(recordings)
+    if order:
+        random.Random(order).shuffle(recordings)
     gap = np.zeros(16_000, dtype=np.float32)
     samples = np.concatenate([part for r in recordings for part in (r.samples, gap)])
-    path = folder / "joined.flac"
+    path = folder / f"joined-{order}.flac"
     sf.write(path, samples, 16_000)
     return Recording(path, load_audio(path).samples, " ".join(r.reference for r in recordings))
 
@@ -392,17 +412,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         extra = ["per-file"] if args.per_file else []
         batch = measure("separate recordings",
                         build_engines(model, threads, workers, language, extra),
-                        config, store, recordings, repetitions)
+                        config, store, [recordings], repetitions)
         comparisons = [summarise(batch, "faster-whisper")]
         if args.per_file:
             comparisons.append(summarise(batch, "faster-whisper file by file"))
         measurements.append((batch, comparisons))
         if args.long_form:
             with tempfile.TemporaryDirectory() as folder:
+                orders = [[joined(recordings, Path(folder), k)] for k in range(repetitions)]
                 long = measure("one joined recording",
                                build_engines(model, threads, 1, language,
                                              ["per-file", "pipeline"]),
-                               config, store, [joined(recordings, Path(folder))], repetitions)
+                               config, store, orders, repetitions)
             measurements.append((long, [summarise(long, "faster-whisper"),
                                         summarise(long, "faster-whisper file by file"),
                                         summarise(long, "faster-whisper-batched"),
