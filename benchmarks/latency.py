@@ -97,6 +97,16 @@ async def run_calls(service: Any, scripts: list[list[np.ndarray]], rate: int,
             "late_ticks": recording.late_frames,
             "barge_ins": outcome.barge_ins,
             "transcripts": [t.transcript for t in turns],
+            # where the time goes, on the line's clock (s): the caller's real speech end and
+            # the reply's first sample as the line heard them; the loop's VAD speech end,
+            # endpoint and its own voice-to-voice for the turns it answered
+            "line_turns": [{"speech_end": round(t.speech_end, 3),
+                            "reply_start": None if t.reply_start is None
+                            else round(t.reply_start, 3)} for t in recording.turns],
+            "loop_turns": [{"speech_end": round(t.speech_end, 3),
+                            "endpoint": round(t.endpoint, 3),
+                            "voice_to_voice_ms": t.latency_ms.get("voice_to_voice_ms")}
+                           for t in turns],
         }
 
     return list(await asyncio.gather(*(one(i) for i in range(len(scripts)))))
