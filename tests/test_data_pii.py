@@ -62,6 +62,41 @@ def test_a_card_that_asr_repeats_past_the_context_window_goes_whole() -> None:
     assert result.text == "I want to pay with my card, number is [CARD_NUMBER]. Thanks"
 
 
+def test_a_card_whisper_writes_as_dotted_digits_goes_whole_and_amounts_stay() -> None:
+    # A read-out card that Whisper wrote digit by digit with dots, looping, then a stray word.
+    said = "with my card Number is " + ".".join("4" + "1" * 37 + "0111") + ".I."
+    assert redact_text(said).text == "with my card Number is [CARD_NUMBER].I."
+    assert redact_text("pay " + ".".join(VISA.replace(" ", "")) + " now").counts == {
+        "card_number": 1}
+    kept = "the bill is 42.50 for 18.2 GB on plan 4.1"
+    assert redact_text(kept).text == kept
+
+
+@pytest.mark.parametrize(("said", "kept"), [
+    ("pay with my cards. Number is 41-101-101-One-one-one-one-one... one one one one",
+     "pay with my cards. Number is [CARD_NUMBER]"),
+    ("pay my bill with my card, number is 4OSE", "pay my bill with my card, number is "
+     "[CARD_NUMBER]"),
+    ("with my card. number is 4-1-1-1 I like the", "with my card. number is [CARD_NUMBER]"),
+    ("my card on the number is 4-1-1-1-1-1-1-1-1- EN 1-1-1", "my card on the number is "
+     "[CARD_NUMBER]"),
+    ("my card. The number is familiarity. Thanks.", "my card. The number is [CARD_NUMBER]. "
+     "Thanks."),
+    ("with my card, Remember is 4h1h1h1 1h1h1h1h1h1 1h1h", "with my card, Remember is "
+     "[CARD_NUMBER]"),
+])
+def test_a_card_asr_garbled_past_recognition_still_goes(said: str, kept: str) -> None:
+    """Whisper's ways of losing a read-out card (tiny.en on espeak-ng, sampled)."""
+    assert redact_text(said).text == kept
+
+
+def test_card_words_near_other_numbers_do_not_take_them() -> None:
+    assert redact_text("I lost my card, my phone number is 555 123 4567").counts == {
+        "phone_number": 1}
+    assert redact_text("twenty-one days on a one-on-one plan").text == \
+        "twenty-one days on a one-on-one plan"
+
+
 def test_card_security_code_counts_as_card_data() -> None:
     assert redact_text("and the cvv is 123").text == "and the cvv is [CARD_NUMBER]"
 

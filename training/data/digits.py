@@ -18,6 +18,7 @@ _EDGE = "\"'()[]{}<>,.;:!?"
 # "4539", "+44", "0770-0900123", Whisper's thousands groups "4,111" and ",111"; not "42.50"
 # (an amount) nor "09/03/1984" (a date).
 _WRITTEN = re.compile(r"\+?[-,]?\d[\d\-,]*")
+_DOTTED = re.compile(r"\d(?:\.\d){2,}")  # "4.1.1.1": digits read one by one, not "4.1" or "42.50"
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ class Token:
 
 def tokenize(text: str) -> list[Token]:
     """Whitespace-separated words with the digits each one says."""
-    raw = [(m.start(), m.end(), m.group()) for m in re.finditer(r"\S+", text)]
+    raw = list(_words(text))
     kinds: list[str] = []
     for _, _, word in raw:
         core = word.strip(_EDGE).lower()
@@ -84,6 +85,38 @@ def tokenize(text: str) -> list[Token]:
             tokens.append(Token(start, end, word, "", False))
         i += 1
     return tokens
+
+
+def _words(text: str) -> list[tuple[int, int, str]]:
+    """Whitespace-separated words; a dotted chain of single digits is one word per digit.
+
+    Whisper writes a number read digit by digit as "4.1.1.1", most of all when it
+    loops ("4.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1.I."): each digit must count, and be
+    cut out, on its own. An amount ("42.50") or a version ("4.1") is not a chain.
+    """
+    words = []
+    for match in re.finditer(r"\S+", text):
+        word, start = match.group(), match.start()
+        chain = _DOTTED.match(word, len(word) - len(word.lstrip(_EDGE)))
+        if chain is None:
+            words += _hyphen_parts(word, start)
+            continue
+        words += [(start + k, start + k + 1, word[k]) for k in range(chain.start(), chain.end(), 2)]
+        rest = word[chain.end():].lstrip(".")
+        if rest:
+            words.append((match.end() - len(rest), match.end(), rest))
+    return words
+
+
+def _hyphen_parts(word: str, start: int) -> list[tuple[int, int, str]]:
+    """A hyphenated chain of numbers with number words in it ("41-101-One-one-one",
+    "twenty-one") as one word per part; anything else (and "0770-0900123") whole."""
+    parts = [(m.start(), m.group()) for m in re.finditer(r"[^-]+", word)]
+    cores = [p.strip(_EDGE).lower() for _, p in parts]
+    if len(parts) < 2 or not all(c.isdigit() or c in UNITS or c in TEENS or c in TENS
+                                 for c in cores) or all(c.isdigit() for c in cores):
+        return [(start, start + len(word), word)]
+    return [(start + k, start + k + len(part), part) for k, part in parts]
 
 
 def _unit(word: str) -> int:

@@ -18,12 +18,22 @@ from training.data.digits import Token, luhn_valid, number_runs, tokenize
 from voicedesk.errors import VoicedeskError
 
 CARD_CONTEXT_WORDS = 24  # words after "card" in which digits are taken for card digits
-# "card number", "card ... number" (ASR inserts a word), a card brand, "credit card"; never
-# "SIM card": a telecom caller who lost one gives their phone number next.
+# "card number", "card ... number" (ASR inserts a word or two: "my cards. Number", "card on
+# the number"), a card brand, "credit card"; never "SIM card" (a telecom caller who lost one
+# gives their phone number next), nor "card, my phone number".
 _CARD_CONTEXT = re.compile(
-    r"(?<!sim )\b(?:credit |debit |bank |payment )?card(?:\W+\w+)?\W+(?:number|no|details|"
-    r"digits)\b|\b(?:visa|mastercard|amex|american express|credit card|debit card)\b",
+    r"(?<!sim )\b(?:credit |debit |bank |payment )?cards?"
+    r"(?:\W+(?!(?:phone|mobile|cell|account|sim|pin|reference|order|ticket)\b)\w+){0,2}"
+    r"\W+(?:number|no|details|digits)\b"
+    r"|\b(?:visa|mastercard|amex|american express|credit card|debit card)\b",
     re.IGNORECASE)
+_DIGIT = re.compile(r"\d")
+_BARE_CARD = re.compile(r"(?<!sim )\bcards?\b", re.IGNORECASE)
+BARE_CARD_WORDS = 4  # without "number", the digits must start this close to "card"
+_OTHER_NUMBERS = {"phone", "mobile", "cell", "account", "pin", "reference", "order", "ticket",
+                  "sim", "postcode", "zip"}
+_COPULAS = {"is", "are", "was", "it's", "its", "it", "be", "-", ""}
+_EDGE_CHARS = "\"'()[]{}<>,.;:!?"
 KINDS = ("card_number", "phone_number", "email", "account_number", "pin", "date_of_birth")
 
 MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august",
@@ -199,17 +209,46 @@ def _card_context(text: str, tokens: list[Token], policy: RedactionPolicy,
     """After "card" (or "visa", ...), every digit in the next few words is card data.
 
     ASR garbles a read-out card in ways no digit run survives ("my card number is
-    411- older 1-1-1-1, 1-1-1, ..."); the audio still holds the whole card, so when
-    eight or more digits follow a card word within ``CARD_CONTEXT_WORDS``, the
-    stretch from the first to the last of them goes, words between included.
+    411- older 1-1-1-1, 1-1-1, ...", "number is 4-1-1-1 I like the", "number is
+    4OSE"); the audio still holds the whole card. So when eight or more digits
+    follow a card word within ``CARD_CONTEXT_WORDS``, the stretch from the first
+    to the last of them goes, words between included; when fewer do (or only a
+    word with a digit in it), the card was lost to other words, and everything
+    from the first of them to the end of the window goes; when none does, the
+    rest of the sentence goes. Over-redacting a few words there is the price of
+    never storing a card (PCI DSS recordings pause for the whole card capture).
     """
     spans: list[PiiSpan] = []
-    for match in _CARD_CONTEXT.finditer(text):
-        after = [i for i, t in enumerate(tokens) if t.start >= match.end()][:CARD_CONTEXT_WORDS]
-        numbered = [i for i in after if tokens[i].digits]
-        if not numbered or sum(len(tokens[i].digits) for i in numbered) < 8:
+    cued = [(m.end(), True) for m in _CARD_CONTEXT.finditer(text)]
+    # "my card, Remember is 4h1h1h1 1h1h1h1h1h1": no "number" heard, but digits in plenty
+    cued += [(m.end(), False) for m in _BARE_CARD.finditer(text)]
+    for at, named in cued:
+        after = [i for i, t in enumerate(tokens) if t.start >= at][:CARD_CONTEXT_WORDS]
+        numbered = [i for i in after if tokens[i].digits or _DIGIT.search(tokens[i].text)]
+        if not named and (
+                sum(len(_DIGIT.findall(tokens[i].text)) for i in numbered) < 8
+                or not set(numbered) & set(after[:BARE_CARD_WORDS])
+                or any(tokens[i].text.strip(_EDGE_CHARS).lower() in _OTHER_NUMBERS
+                       for i in after[:after.index(numbered[0])])):
+            continue  # a card, and then someone else's number ("my phone number is ...")
+        if not numbered:
+            # not one digit survived ("the number is familiarity."): what the caller said
+            # there was the card, so the rest of the sentence goes
+            lead = 0
+            while lead < len(after) and \
+                    tokens[after[lead]].text.strip(_EDGE_CHARS).lower() in _COPULAS:
+                lead += 1
+            said = after[lead:]
+            if said:
+                end = next((i for i in said if tokens[i].text.rstrip("\"')]")
+                            .endswith((".", "?", "!"))), said[-1])
+                span = _span(tokens, said[0], end, "card_number")
+                if not any(f.start <= span.start and span.end <= f.end for f in found + spans):
+                    spans.append(span)
             continue
         last = numbered[-1]
+        if sum(len(tokens[i].digits) for i in numbered) < 8:
+            last = after[-1]
         while last + 1 < len(tokens) and tokens[last + 1].digits:
             last += 1  # a run that goes on past the window ("-1 -1 -1 ..." loops) goes too
         span = _span(tokens, numbered[0], last, "card_number")
