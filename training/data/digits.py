@@ -29,6 +29,11 @@ class Token:
     digits: str  # the digits this word stands for; "" if it is not a number word
     number: bool  # a digit or number word (possibly standing for "" as in "double")
 
+    @property
+    def core(self) -> str:
+        """The word itself: lower case, without the punctuation around it."""
+        return self.text.strip(_EDGE).lower()
+
 
 def tokenize(text: str) -> list[Token]:
     """Whitespace-separated words with the digits each one says."""
@@ -147,7 +152,7 @@ def number_runs(tokens: list[Token]) -> list[list[int]]:
         if token.number:
             current.append(i)
         elif (current and i + 1 < len(tokens) and tokens[i + 1].number
-              and token.text.strip(_EDGE).lower() in BRIDGES | {""}):
+              and token.core in BRIDGES | {""}):
             current.append(i)  # the stray word is redacted with the number around it
         elif current:
             runs.append(current)

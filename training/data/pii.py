@@ -33,7 +33,6 @@ BARE_CARD_WORDS = 4  # without "number", the digits must start this close to "ca
 _OTHER_NUMBERS = {"phone", "mobile", "cell", "account", "pin", "reference", "order", "ticket",
                   "sim", "postcode", "zip"}
 _COPULAS = {"is", "are", "was", "it's", "its", "it", "be", "-", ""}
-_EDGE_CHARS = "\"'()[]{}<>,.;:!?"
 KINDS = ("card_number", "phone_number", "email", "account_number", "pin", "date_of_birth")
 
 MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august",
@@ -228,7 +227,7 @@ def _card_context(text: str, tokens: list[Token], policy: RedactionPolicy,
         if not named and (
                 sum(len(_DIGIT.findall(tokens[i].text)) for i in numbered) < 8
                 or not set(numbered) & set(after[:BARE_CARD_WORDS])
-                or any(tokens[i].text.strip(_EDGE_CHARS).lower() in _OTHER_NUMBERS
+                or any(tokens[i].core in _OTHER_NUMBERS
                        for i in after[:after.index(numbered[0])])):
             continue  # a card, and then someone else's number ("my phone number is ...")
         if not numbered:
@@ -236,7 +235,7 @@ def _card_context(text: str, tokens: list[Token], policy: RedactionPolicy,
             # there was the card, so the rest of the sentence goes
             lead = 0
             while lead < len(after) and \
-                    tokens[after[lead]].text.strip(_EDGE_CHARS).lower() in _COPULAS:
+                    tokens[after[lead]].core in _COPULAS:
                 lead += 1
             said = after[lead:]
             if said:
