@@ -18,7 +18,7 @@ import pytest
 
 from asr.audio import load_audio, resample
 from training.store import CallStore
-from voice.line import CallerScript, CallerTurn, LineRecording, MemoryLine
+from voice.line import CallerScript, CallerTurn, LineRecording, MemoryLine, speech_end
 from voice.service import CallOutcome, CallService
 from voicedesk.config import Config
 
@@ -181,9 +181,31 @@ def test_background_babble_neither_interrupts_nor_becomes_a_turn(config, assista
     greeting = outcome.turns[0]
     assert greeting.intent == "greeting" and greeting.heard == greeting.reply
     assert "plan" in turns[0].transcript.lower()
-    assert all({"plan", "plans", "goodbye", "bye"} & set(re.findall(r"[a-z]+", t.transcript
-                                                                    .lower())) for t in turns), \
+    # (Whisper may hear espeak's "goodbye" under babble as "good night": still the caller.)
+    assert len(turns) == 2 and re.search(r"good|bye", turns[1].transcript.lower()), \
         [t.transcript for t in turns]
+
+
+def test_a_voice_far_below_the_callers_own_never_becomes_a_turn(config, assistant) -> None:
+    # Someone across the room, 26 dB below a caller close to the handset, talks straight
+    # after the caller's question, and again between the caller's turns with no reply owed.
+    distant = say("Can you turn the television down please") * 0.1
+    question = say("What plans do you have?") * 1.8
+    gap = np.zeros(int(0.3 * 16_000), dtype=np.float32)
+    script = CallerScript([
+        CallerTurn(np.concatenate([question, gap, distant]),
+                   speech_end_s=speech_end(question, 16_000)),
+        CallerTurn(distant),
+        CallerTurn(say("Goodbye.") * 1.8),
+    ], reply_timeout_s=4.0)
+    outcome, _, _ = run_call(config, assistant, script)
+    turns = caller_turns(outcome)
+    said = [t.transcript.lower() for t in turns]
+    assert "plan" in said[0]
+    assert not any(re.search(r"television|turn|down", s) for s in said), said
+    # The distant voice neither holds the caller's turn open nor talks over the reply.
+    assert turns[0].endpoint - turns[0].speech_end < 1.5
+    assert turns[0].heard == turns[0].reply and not turns[0].interrupted
 
 
 def test_a_long_pause_mid_sentence_is_one_turn(config, assistant) -> None:

@@ -32,6 +32,8 @@ SPEECH_RATE = 16_000
 NOISE_MARGIN = 3.0  # about 10 dB above the noise floor
 BARGE_IN_MARGIN = 4.0  # talking over the assistant needs 12 dB over the floor
 MIN_LEVEL = 0.003  # -50 dBFS RMS: quieter than any caller the line carries
+CALLER_MARGIN = 0.15  # a new turn starts no more than 16 dB below the caller's own speech
+CALLER_FRAMES = 20  # voiced frames heard from the caller before their level is trusted
 
 # Words after which a sentence cannot be over: the caller is still talking.
 _CONTINUES_TEXT = (
@@ -85,6 +87,8 @@ class Listening(Stage):
         self._recent_power: deque[float] = deque(maxlen=round(500 / self.frame_ms))
         self._level = 0.0  # of the newest frame
         self._floor = 0.0  # the line's noise floor
+        # The caller's own speech level: the median of their voiced frames in turns.
+        self._speech: deque[float] = deque(maxlen=round(10_000 / self.frame_ms))
 
     async def process(self, frame: Frame) -> None:
         if isinstance(frame, CallerAudio16k):
@@ -99,7 +103,7 @@ class Listening(Stage):
         elif isinstance(frame, Hangup):
             if self.in_turn:  # what the caller said before hanging up is still a turn
                 self.in_turn = False
-                await self.push(TurnEnded(self.turn_start, self.last_voiced, frame.t))
+            await self.push(TurnEnded(self.turn_start, self.last_voiced, frame.t))
         else:
             await self.push(frame)
 
@@ -107,6 +111,9 @@ class Listening(Stage):
         end = t + self.frame_ms / 1000
         self.echo.push(resample(chunk, SPEECH_RATE, ECHO_RATE), end)
         loud = self._above_floor(chunk)  # every frame: the floor is learnt from all of them
+        # Babble and a TV far below the caller's own voice are not the caller: they neither
+        # start a turn, nor hold one open, nor talk over the assistant.
+        loud = loud and self._level >= self._caller_gate()
         voiced = loud and self.vad.is_speech(chunk, SPEECH_RATE)
         if voiced and self.echo.active() and self.echo.is_echo():
             voiced = False  # our own voice coming back
@@ -115,6 +122,8 @@ class Listening(Stage):
         self._recent.append(voiced)
         if voiced:
             self.last_voiced = end
+            if self.in_turn:
+                self._speech.append(self._level)
         if not self.in_turn:
             full = len(self._recent) == self._recent.maxlen
             if full and sum(self._recent) >= 0.8 * len(self._recent):
@@ -152,6 +161,12 @@ class Listening(Stage):
             return False  # the first half-second: the line's noise is not known yet
         self._floor = min(self._levels)
         return self._level > max(NOISE_MARGIN * self._floor, MIN_LEVEL)
+
+    def _caller_gate(self) -> float:
+        """The quietest frame that can be the caller, once their voice has been heard."""
+        if len(self._speech) < CALLER_FRAMES:
+            return 0.0
+        return CALLER_MARGIN * float(np.median(self._speech))
 
     async def _barge_in(self, voiced: bool, t: float, end: float) -> None:
         """Pause the reply as soon as the caller really talks over it (see module docstring)."""
