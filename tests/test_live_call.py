@@ -219,6 +219,22 @@ def test_a_long_pause_mid_sentence_is_one_turn(config, assistant) -> None:
     assert first.slots.get("account_number") == "40011234"
 
 
+def test_an_account_number_read_in_groups_is_one_turn(config, assistant) -> None:
+    # Asked for the account number, the caller reads it in two groups with a pause
+    # between them that is longer than a finished sentence's endpoint.
+    pause = np.zeros(int(0.5 * 16_000), dtype=np.float32)
+    script = CallerScript([
+        CallerTurn(say("How much do I owe?")),
+        CallerTurn(np.concatenate([say("four zero zero one."), pause,
+                                   say("one two three four.")])),
+        CallerTurn(say("Goodbye.")),
+    ])
+    outcome, _, _ = run_call(config, assistant, script)
+    turns = caller_turns(outcome)
+    assert "account" in turns[0].reply.lower()
+    assert turns[1].slots.get("account_number") == "40011234", [t.transcript for t in turns]
+
+
 def test_a_silent_caller_is_prompted_then_the_call_ends_politely(config, assistant) -> None:
     config.call.no_input_s = 2.0
     script = CallerScript([], hangup_after_reply=False, reply_timeout_s=40,

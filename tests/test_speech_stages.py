@@ -60,3 +60,18 @@ def test_examples_have_a_reference_for_every_recording() -> None:
     for name in recordings:
         assert (EXAMPLES / f"{name}.txt").read_text().strip(), name
         assert Path(EXAMPLES / f"{name}.flac").stat().st_size > 10_000
+
+
+def test_words_decide_whether_a_turn_sounds_finished() -> None:
+    from voice.listening import sounds_finished
+
+    assert sounds_finished("What plans do you have?") is True
+    assert sounds_finished("My account number is") is False
+    assert sounds_finished("") is None
+    # Digits end a turn once there are as many as the assistant asked for, and not
+    # before (the caller reads on); when nobody asked, the turn is unclear.
+    assert sounds_finished("four zero zero one, one two three four.", 8) is True
+    assert sounds_finished("It's 4001-1234", 8) is True
+    assert sounds_finished("four zero zero one.", 8) is False
+    assert sounds_finished("9, 0, 1.") is None
+    assert sounds_finished("My PIN is 2468.", 4) is True

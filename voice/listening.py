@@ -13,6 +13,7 @@ from collections import deque
 import numpy as np
 
 from asr.audio import resample
+from nlu.numbers import spoken_digits_to_text
 from voice.context import CallContext
 from voice.echo import RATE as ECHO_RATE
 from voice.echo import EchoGate
@@ -43,13 +44,24 @@ _CONTINUES_TEXT = (
 )
 _CONTINUES = frozenset(_CONTINUES_TEXT.split())
 _WORD = re.compile(r"[a-z0-9']+")
+_TRAILING_DIGITS = re.compile(r"\d[\d\s,.\-]*\W*$")
 
 
-def sounds_finished(text: str) -> bool | None:
-    """Do these words end a turn? None: no words to judge by."""
+def sounds_finished(text: str, expected_digits: int = 0) -> bool | None:
+    """Do these words end a turn? None: no words to judge by, or no way to tell.
+
+    A turn that ends in digits is over once it holds as many as the assistant
+    asked for (``expected_digits``), and not before: callers read numbers in
+    groups, with pauses between them. Digits nobody asked for are unclear.
+    """
     words = _WORD.findall(text.lower())
     if not words:
         return None
+    trailing = _TRAILING_DIGITS.search(spoken_digits_to_text(text))
+    if trailing:
+        if not expected_digits:
+            return None
+        return sum(c.isdigit() for c in trailing.group(0)) >= expected_digits
     if text.rstrip().endswith(("?", "!")):
         return True
     return not (words[-1] in _CONTINUES or text.rstrip().endswith((",", "-", "...")))
@@ -136,7 +148,7 @@ class Listening(Stage):
         silence = end - self.last_voiced
         if silence < self.ends[0]:
             return
-        finished = sounds_finished(self.ctx.latest_partial)
+        finished = sounds_finished(self.ctx.latest_partial, self.ctx.expected_digits)
         if finished and self.ctx.latest_partial_t < self.last_voiced - 0.05:
             finished = None  # older words: the last ones may be missing, so no early end
         need = self.ends[1] if finished is None else self.ends[0] if finished else self.ends[2]

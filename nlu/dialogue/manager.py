@@ -73,6 +73,11 @@ class DialogueManager:
         self.knowledge = knowledge
         self.policy = policy or Policy()
 
+    def expected_digits(self, state: DialogueState) -> int:
+        """How many digits the slot just asked for holds at least (0: no digits asked for)."""
+        spec = self.extractor.specs.get(state.pending or "")
+        return spec.min_digits if spec is not None and spec.type == "digits" else 0
+
     def start(self, caller_id: str = "") -> DialogueState:
         state = DialogueState(caller_id=caller_id)
         if caller_id:
