@@ -78,6 +78,10 @@ class StreamingOptions:
     # Unvoiced audio after speech that starts a pass at once (needs the loop's VAD
     # hints): it lands inside the endpointer's silence and becomes the final pass.
     pause_s: float = 0.2
+    # The same, when the loop says the machine is idle (``poll(idle=True)``): a pass
+    # that nothing else waits for may start sooner, and if the caller goes on, only
+    # idle time was spent on it.
+    idle_pause_s: float = 0.1
     # Trim at a finished segment once the buffer is longer than this.
     trim_s: float = 15.0
     # Trim at the last confirmed word, whatever the segments, past this.
@@ -86,13 +90,16 @@ class StreamingOptions:
     prompt_chars: int = 200
 
     def __post_init__(self) -> None:
-        for name in ("min_chunk_s", "first_chunk_s", "pause_s", "trim_s"):
+        for name in ("min_chunk_s", "first_chunk_s", "pause_s", "idle_pause_s", "trim_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"streaming {name} = {getattr(self, name)}; expected > 0 s")
         if not self.trim_s < self.max_buffer_s <= 28.0:
             raise ConfigError(
                 f"streaming trim_s = {self.trim_s}, max_buffer_s = {self.max_buffer_s}; expected "
                 f"trim_s < max_buffer_s <= 28 s, so a pass stays inside Whisper's 30 s window")
+        if self.idle_pause_s > self.pause_s:
+            raise ConfigError(f"streaming idle_pause_s = {self.idle_pause_s}; expected <= "
+                              f"pause_s ({self.pause_s})")
         if self.prompt_chars < 0:
             raise ConfigError(f"streaming prompt_chars = {self.prompt_chars}; expected >= 0")
 
@@ -245,16 +252,20 @@ class StreamingTranscriber:
             turn.silence = 0
             turn.speech_since_pass = turn.heard_speech = True
 
-    def due(self) -> bool:
+    def due(self, idle: bool = False) -> bool:
         """Would ``poll`` run a Whisper pass now? Cheap: lets a loop keep passes off its thread."""
-        return self._turn is not None and self._due(self._turn)
+        return self._turn is not None and self._due(self._turn, idle)
 
-    def poll(self) -> list[StreamEvent]:
-        """Run a Whisper pass if one is due; return what it changed (often nothing)."""
+    def poll(self, idle: bool = False) -> list[StreamEvent]:
+        """Run a Whisper pass if one is due; return what it changed (often nothing).
+
+        ``idle``: the machine has nothing else to do, so a pause pass may start
+        after ``idle_pause_s`` instead of ``pause_s``.
+        """
         turn = self._turn
         if turn is None:
             return []
-        if not self._due(turn):
+        if not self._due(turn, idle):
             if turn.size > self.options.max_buffer_s * self.sample_rate:
                 self._trim(turn)  # a long stretch the loop's VAD called silence
             return []
@@ -313,11 +324,16 @@ class StreamingTranscriber:
 
     # ---- inside a pass -------------------------------------------------------------------
 
-    def _due(self, turn: _Turn) -> bool:
+    def paused(self, idle: bool = False) -> bool:
+        """Has the caller been quiet long enough for a pause pass?"""
+        pause = self.options.idle_pause_s if idle else self.options.pause_s
+        return self._turn is not None and self._turn.silence / self.sample_rate >= pause
+
+    def _due(self, turn: _Turn, idle: bool = False) -> bool:
         if not turn.speech_since_pass:
             return False  # nothing the last pass did not hear, or only silence
         new_s = (turn.size - turn.heard) / self.sample_rate
-        if turn.silence / self.sample_rate >= self.options.pause_s:
+        if self.paused(idle):
             return True  # a pause: this pass may well be the turn's final one
         chunk = self.options.min_chunk_s if turn.heard_words else self.options.first_chunk_s
         return new_s >= chunk

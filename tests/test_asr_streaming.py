@@ -162,6 +162,32 @@ def test_a_buffer_past_whispers_window_is_refused() -> None:
         StreamingOptions(trim_s=15, max_buffer_s=40)
 
 
+def test_a_pause_pass_starts_sooner_only_when_the_machine_is_idle() -> None:
+    streamer = StreamingTranscriber(CountingTranscriber(_Silent()))
+    options = streamer.options
+    speech = np.full(FRAME, 0.1, dtype=np.float32)
+    for _ in range(10):
+        streamer.push(speech, True)
+    pauses = []
+    for k in range(1, round(options.pause_s * SPEECH_RATE / FRAME) + 1):
+        streamer.push(np.zeros(FRAME, dtype=np.float32), False)
+        pauses.append((k * FRAME / SPEECH_RATE, streamer.due(), streamer.due(idle=True)))
+    busy = min(t for t, due, _ in pauses if due)
+    idle = min(t for t, _, due in pauses if due)
+    assert idle == pytest.approx(options.idle_pause_s, abs=FRAME / SPEECH_RATE)
+    assert busy == pytest.approx(options.pause_s, abs=FRAME / SPEECH_RATE) and idle < busy
+    with pytest.raises(ConfigError, match="idle_pause_s"):
+        StreamingOptions(pause_s=0.2, idle_pause_s=0.3)
+
+
+class _Silent:
+    name = "silent"
+
+    def transcribe(self, samples: np.ndarray, prompt: str | None = None,
+                   fallback: bool = True) -> Transcript:
+        return Transcript(duration=len(samples) / SPEECH_RATE)
+
+
 # ---- the streamer on real audio and the real model ---------------------------------------
 
 

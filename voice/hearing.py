@@ -54,7 +54,6 @@ class Hearing(Stage):
         self._preroll: deque[CallerAudio16k] = deque()
         self._in_turn = False
         self._turn_audio: list[np.ndarray] = []
-        self._silence_s = 0.0
         self._text = ""  # the turn's latest partial
         self._audio_t = 0.0  # line time of the turn audio's first sample
 
@@ -107,19 +106,19 @@ class Hearing(Stage):
     def _feed(self, frame: CallerAudio16k) -> None:
         self.stream.push(frame.samples, frame.voiced)
         self._turn_audio.append(frame.samples)
-        self._silence_s = 0.0 if frame.voiced else self._silence_s + len(frame.samples) / 16_000
 
     async def _hear(self, frame: CallerAudio16k) -> None:
         self._feed(frame)
         behind = self.ctx.clock.now() - (frame.t + len(frame.samples) / 16_000)
-        if not self.stream.due():
+        idle = self.ctx.pool.idle  # nothing else to run: a pause pass may start sooner
+        if not self.stream.due(idle):
             self.stream.poll()  # no pass: at most a trim, cheap enough for this thread
             return
         if behind > MAX_LAG_S:
             return  # busy machine, audio queued up: catch up first (the final is never skipped)
-        pause = self._silence_s >= self.stream.options.pause_s
+        pause = self.stream.paused(idle)
         started = time.monotonic()
-        events = await self.ctx.pool.run(URGENT if pause else BACKGROUND, self.stream.poll)
+        events = await self.ctx.pool.run(URGENT if pause else BACKGROUND, self.stream.poll, idle)
         log.debug("pass (%s) over %.1f s of audio: %.0f ms, %.0f ms behind the line",
                   "pause" if pause else "partial", self.stream.buffer_s,
                   (time.monotonic() - started) * 1000, behind * 1000)

@@ -52,6 +52,12 @@ class InferencePool:
         with self._cond:
             return len(self._heap)
 
+    @property
+    def idle(self) -> bool:
+        """Nothing running and nothing queued: spare CPU for work that may be wasted."""
+        with self._cond:
+            return self.busy == 0 and not self._heap
+
     async def run(self, priority: int, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
