@@ -69,9 +69,11 @@ def test_words_decide_whether_a_turn_sounds_finished() -> None:
     assert sounds_finished("My account number is") is False
     assert sounds_finished("") is None
     # Digits end a turn once there are as many as the assistant asked for, and not
-    # before (the caller reads on); when nobody asked, the turn is unclear.
+    # before (the caller reads on); more, or when nobody asked, are unclear.
     assert sounds_finished("four zero zero one, one two three four.", 8) is True
     assert sounds_finished("It's 4001-1234", 8) is True
     assert sounds_finished("four zero zero one.", 8) is False
     assert sounds_finished("9, 0, 1.") is None
     assert sounds_finished("My PIN is 2468.", 4) is True
+    assert sounds_finished("It's for 0, 0, 1, 9, 0, 1, 2.", 8) is True  # "for": four
+    assert sounds_finished("It's 40019012 and I was born in 19", 8) is None

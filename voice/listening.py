@@ -13,7 +13,7 @@ from collections import deque
 import numpy as np
 
 from asr.audio import resample
-from nlu.numbers import spoken_digits_to_text
+from nlu.numbers import HOMOPHONES, spoken_digits_to_text
 from voice.context import CallContext
 from voice.echo import RATE as ECHO_RATE
 from voice.echo import EchoGate
@@ -45,23 +45,28 @@ _CONTINUES_TEXT = (
 _CONTINUES = frozenset(_CONTINUES_TEXT.split())
 _WORD = re.compile(r"[a-z0-9']+")
 _TRAILING_DIGITS = re.compile(r"\d[\d\s,.\-]*\W*$")
+# "It's for 0019012": Whisper writes a digit that sounds like a word as the word.
+_HOMOPHONE_DIGIT = re.compile(
+    rf"\b(?:{'|'.join(HOMOPHONES)})\b(?=[\s,.\-]*\d)", re.IGNORECASE)
 
 
 def sounds_finished(text: str, expected_digits: int = 0) -> bool | None:
     """Do these words end a turn? None: no words to judge by, or no way to tell.
 
-    A turn that ends in digits is over once it holds as many as the assistant
-    asked for (``expected_digits``), and not before: callers read numbers in
-    groups, with pauses between them. Digits nobody asked for are unclear.
+    A turn that ends in digits, when the assistant asked for ``expected_digits``
+    of them: fewer means the caller is still reading (callers read numbers in
+    groups, with pauses between them); exactly that many means done; more, or
+    digits nobody asked for, are unclear (a date of birth may follow).
     """
     words = _WORD.findall(text.lower())
     if not words:
         return None
-    trailing = _TRAILING_DIGITS.search(spoken_digits_to_text(text))
-    if trailing:
+    as_digits = spoken_digits_to_text(text)
+    if _TRAILING_DIGITS.search(as_digits):
         if not expected_digits:
             return None
-        return sum(c.isdigit() for c in trailing.group(0)) >= expected_digits
+        count = sum(c.isdigit() for c in as_digits) + len(_HOMOPHONE_DIGIT.findall(as_digits))
+        return False if count < expected_digits else True if count == expected_digits else None
     if text.rstrip().endswith(("?", "!")):
         return True
     return not (words[-1] in _CONTINUES or text.rstrip().endswith((",", "-", "...")))
