@@ -154,8 +154,10 @@ class Listening(Stage):
         if silence < self.ends[0]:
             return
         finished = sounds_finished(self.ctx.latest_partial, self.ctx.expected_digits)
-        if finished and self.ctx.latest_partial_t < self.last_voiced - 0.05:
-            finished = None  # older words: the last ones may be missing, so no early end
+        if self.ctx.latest_partial_t < self.last_voiced - 0.05:
+            # Older words say nothing about the end: the last ones are missing (a busy
+            # machine has not heard them yet), so neither an early nor a late end.
+            finished = None
         need = self.ends[1] if finished is None else self.ends[0] if finished else self.ends[2]
         if silence >= need:
             self.in_turn = False
