@@ -118,7 +118,12 @@ class Hearing(Stage):
             return  # busy machine, audio queued up: catch up first (the final is never skipped)
         pause = self.stream.paused(idle)
         started = time.monotonic()
-        events = await self.ctx.pool.run(URGENT if pause else BACKGROUND, self.stream.poll, idle)
+        self.ctx.pause_pass_pending = pause
+        try:
+            events = await self.ctx.pool.run(URGENT if pause else BACKGROUND, self.stream.poll,
+                                             idle)
+        finally:
+            self.ctx.pause_pass_pending = False
         log.debug("pass (%s) over %.1f s of audio: %.0f ms, %.0f ms behind the line",
                   "pause" if pause else "partial", self.stream.buffer_s,
                   (time.monotonic() - started) * 1000, behind * 1000)

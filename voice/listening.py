@@ -155,9 +155,10 @@ class Listening(Stage):
             return
         finished = sounds_finished(self.ctx.latest_partial, self.ctx.expected_digits)
         if self.ctx.latest_partial_t < self.last_voiced - 0.05:
-            # Older words say nothing about the end: the last ones are missing (a busy
-            # machine has not heard them yet), so neither an early nor a late end.
-            finished = None
+            # Older words say nothing about the end: the last ones are missing. A pause
+            # pass on its way will tell (and the reply needs it anyway); without one, the
+            # turn gets the default wait, neither an early nor a late end.
+            finished = False if self.ctx.pause_pass_pending else None
         need = self.ends[1] if finished is None else self.ends[0] if finished else self.ends[2]
         if silence >= need:
             self.in_turn = False
