@@ -77,3 +77,35 @@ def test_words_decide_whether_a_turn_sounds_finished() -> None:
     assert sounds_finished("My PIN is 2468.", 4) is True
     assert sounds_finished("It's for 0, 0, 1, 9, 0, 1, 2.", 8) is True  # "for": four
     assert sounds_finished("It's 40019012 and I was born in 19", 8) is None
+
+
+def test_a_hangup_ends_the_turn_in_progress_and_no_other(config) -> None:
+    import asyncio
+    from types import SimpleNamespace
+
+    from tests.test_live_call import say
+    from voice.echo import ReferenceTrack
+    from voice.frames import CallerAudio16k, Hangup, TurnEnded
+    from voice.listening import Listening
+
+    ctx = SimpleNamespace(config=config, reference=ReferenceTrack(), interrupted=False,
+                          transport=SimpleNamespace(pending_s=0.0), latest_partial="",
+                          latest_partial_t=0.0, expected_digits=0, pause_pass_pending=False,
+                          speaking=lambda: False)
+
+    async def ends(audio: np.ndarray) -> list[TurnEnded]:
+        stage = Listening(ctx)  # type: ignore[arg-type]
+        pushed: list[object] = []
+
+        async def keep(frame: object) -> None:
+            pushed.append(frame)
+
+        stage.push = stage.broadcast = keep  # type: ignore[assignment]
+        await stage.process(CallerAudio16k(audio, 0.0, False))
+        await stage.process(Hangup(len(audio) / 16_000))
+        return [f for f in pushed if isinstance(f, TurnEnded)]
+
+    silence = np.zeros(16_000, dtype=np.float32)
+    speech = np.concatenate([silence, say("Hello, I need help with my bill")])
+    assert asyncio.run(ends(silence)) == []  # nobody spoke: no turn to end
+    assert len(asyncio.run(ends(speech))) == 1  # hung up mid-sentence: that turn ends

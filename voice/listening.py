@@ -120,7 +120,7 @@ class Listening(Stage):
         elif isinstance(frame, Hangup):
             if self.in_turn:  # what the caller said before hanging up is still a turn
                 self.in_turn = False
-            await self.push(TurnEnded(self.turn_start, self.last_voiced, frame.t))
+                await self.push(TurnEnded(self.turn_start, self.last_voiced, frame.t))
         else:
             await self.push(frame)
 
