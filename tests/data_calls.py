@@ -49,7 +49,9 @@ def spoken(assistant: Any) -> dict[str, Spoken]:
     out = {}
     for key, text in UTTERANCES.items():
         samples = resample(np.concatenate(list(voice.synthesize(text))), voice.sample_rate, RATE)
-        heard = assistant.transcriber.transcribe(samples).to_dict()
+        # Greedy only: temperature fallback samples at random, and the phone number,
+        # which greedy decoding calls unreliable, came back as different words each run.
+        heard = assistant.transcriber.transcribe(samples, None, fallback=False).to_dict()
         words = [{"word": w["word"], "start": float(w["start"]), "end": float(w["end"]),
                   "probability": float(w["probability"])} for w in heard["words"]]
         out[key] = Spoken(key, str(heard["text"]), samples.astype(np.float32), words,
