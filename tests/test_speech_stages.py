@@ -79,33 +79,65 @@ def test_words_decide_whether_a_turn_sounds_finished() -> None:
     assert sounds_finished("It's 40019012 and I was born in 19", 8) is None
 
 
-def test_a_hangup_ends_the_turn_in_progress_and_no_other(config) -> None:
-    import asyncio
+def _listening_ctx(config, **fields):
     from types import SimpleNamespace
 
-    from tests.test_live_call import say
     from voice.echo import ReferenceTrack
+
+    values = dict(config=config, reference=ReferenceTrack(), interrupted=False,
+                  transport=SimpleNamespace(pending_s=0.0), latest_partial="",
+                  latest_partial_t=0.0, expected_digits=0, pause_pass_pending=False,
+                  speaking=lambda: False)
+    return SimpleNamespace(**{**values, **fields})
+
+
+def _turn_ends(ctx, audio: np.ndarray, hangup: bool = True):
+    """What Listening pushes as TurnEnded for this audio (and a hangup after it)."""
+    import asyncio
+
     from voice.frames import CallerAudio16k, Hangup, TurnEnded
     from voice.listening import Listening
 
-    ctx = SimpleNamespace(config=config, reference=ReferenceTrack(), interrupted=False,
-                          transport=SimpleNamespace(pending_s=0.0), latest_partial="",
-                          latest_partial_t=0.0, expected_digits=0, pause_pass_pending=False,
-                          speaking=lambda: False)
-
-    async def ends(audio: np.ndarray) -> list[TurnEnded]:
-        stage = Listening(ctx)  # type: ignore[arg-type]
+    async def run() -> list[TurnEnded]:
+        stage = Listening(ctx)
         pushed: list[object] = []
 
         async def keep(frame: object) -> None:
             pushed.append(frame)
 
-        stage.push = stage.broadcast = keep  # type: ignore[assignment]
+        stage.push = stage.broadcast = keep  # type: ignore[method-assign]
         await stage.process(CallerAudio16k(audio, 0.0, False))
-        await stage.process(Hangup(len(audio) / 16_000))
+        if hangup:
+            await stage.process(Hangup(len(audio) / 16_000))
         return [f for f in pushed if isinstance(f, TurnEnded)]
+
+    return asyncio.run(run())
+
+
+def test_a_stale_partial_waits_for_the_pause_pass_on_its_way(config) -> None:
+    from tests.test_live_call import say
+
+    lead = np.zeros(8_000, dtype=np.float32)  # the line's noise floor is learnt first
+    speech = say("I would like to check my bill")
+    quiet = np.zeros(int(1.2 * 16_000), dtype=np.float32)  # past the 700 ms default
+    audio = np.concatenate([lead, speech, quiet])
+    # The latest partial heard only the start of the turn: it says nothing about the end.
+    stale = dict(latest_partial="I would like to", latest_partial_t=0.5)
+    waiting = _turn_ends(_listening_ctx(config, pause_pass_pending=True, **stale), audio,
+                         hangup=False)
+    assert waiting == []  # the pass over the pause will tell
+    ended = _turn_ends(_listening_ctx(config, **stale), audio, hangup=False)
+    assert len(ended) == 1  # no pass coming: the default wait, not the 2 s of "to"
+    assert ended[0].t - ended[0].speech_end < 1.0
+
+
+def test_a_hangup_ends_the_turn_in_progress_and_no_other(config) -> None:
+    from tests.test_live_call import say
+
+    def ends(audio: np.ndarray):
+        return _turn_ends(_listening_ctx(config), audio)
 
     silence = np.zeros(16_000, dtype=np.float32)
     speech = np.concatenate([silence, say("Hello, I need help with my bill")])
-    assert asyncio.run(ends(silence)) == []  # nobody spoke: no turn to end
-    assert len(asyncio.run(ends(speech))) == 1  # hung up mid-sentence: that turn ends
+    assert ends(silence) == []  # nobody spoke: no turn to end
+    assert len(ends(speech)) == 1  # hung up mid-sentence: that turn ends
