@@ -20,6 +20,10 @@ REPEAT = {"double": 2, "triple": 3}
 # word counts as a digit only inside a run of digits, like "oh".
 HOMOPHONES = {"for": 4, "to": 2, "too": 2, "won": 1, "ate": 8}
 _WORD = re.compile(r"[A-Za-z]+|\d+|[^\sA-Za-z\d]+|\s+")
+# Numerals that read an identifier digit by digit, as Whisper writes them: "0, 0, 1",
+# "0019", "7 3". A homophone just before them is a digit too ("account for 0, 0, 1"), but
+# not before an ordinary number ("for 2 months", "for 100 dollars").
+_DIGIT_BY_DIGIT = re.compile(r"[\s,]*(?:0\d*\b|\d(?:(?:,?\s+|-)\d\b)+)")
 
 
 def _value(words: list[str]) -> tuple[str, int] | None:
@@ -51,6 +55,7 @@ def spoken_digits_to_text(text: str) -> str:
     tokens = _WORD.findall(text)
     out: list[str] = []
     spoken_before = -1  # index in `out` of the last digits that came from number words
+    homophone = -1  # index in `out` of the last digit that came from a homophone
     i = 0
     while i < len(tokens):
         words = [t for t in tokens[i:i + 3] if not t.isspace()]
@@ -62,10 +67,15 @@ def spoken_digits_to_text(text: str) -> str:
             # "for" is four only there too: "account for zero zero", not "pay for it".
             before = "".join(out).rstrip()
             after = _value(words[1:]) if len(words) > 1 else None
-            if not (before[-1:].isdigit() or after is not None):
+            if not (before[-1:].isdigit() or after is not None
+                    or _DIGIT_BY_DIGIT.match("".join(tokens[i + 1:i + 8]))):
                 hit = None
         if hit is None:
-            out.append(tokens[i])
+            if (len(tokens[i]) > 1 and tokens[i].isdigit() and len(out) >= 2
+                    and out[-1].isspace() and homophone == len(out) - 2):
+                out[-2:] = [out[-2] + tokens[i]]  # "for 001": the homophone starts the number
+            else:
+                out.append(tokens[i])
             i += 1
             continue
         digits, used = hit
@@ -81,6 +91,8 @@ def spoken_digits_to_text(text: str) -> str:
         else:
             out.append(digits)
         spoken_before = len(out) - 1
+        if words[0].lower() in HOMOPHONES:
+            homophone = spoken_before
     joined = "".join(out)
     # Thousands separators are formatting: "4,001" is 4001.
     joined = re.sub(r"(?<=\d),(?=\d{3}\b)", "", joined)

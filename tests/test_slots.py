@@ -26,6 +26,10 @@ def slots() -> SlotExtractor:
         ("4 8 2 1", "4821"),
         ("account for zero zero one nine", "account 40019"),
         ("I want to pay for it", "I want to pay for it"),
+        ("Account for 0, 0, 9, 9, 6, 0, 3", "Account 40099603"),
+        ("It's for 001, 9012", "It's 4001, 9012"),
+        ("I've been waiting for 2 months", "I've been waiting for 2 months"),
+        ("pay for 100 dollars of data", "pay for 100 dollars of data"),
     ],
 )
 def test_spoken_numbers_become_digits(spoken: str, digits: str) -> None:
