@@ -33,7 +33,9 @@ TOP_KEYS = {"customers", "outages", "calls"}
 # Builds a dialogue manager over a CRM; the runner supplies a fresh CRM per call.
 ManagerFactory = Callable[[DemoCRM], DialogueManager]
 # Turns a caller line into what ASR heard (identity in text mode).
-Hear = Callable[[dict[str, Any], Path], str]
+# A caller turn -> the words heard; the arguments: the turn, the scenario file's folder,
+# and how the answer the assistant asked for is written (DialogueManager.hearing_hint).
+Hear = Callable[[dict[str, Any], Path, str], str]
 
 
 @dataclass
@@ -91,7 +93,7 @@ def _check_keys(mapping: dict[str, Any], allowed: set[str], where: str) -> None:
         raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; allowed: {sorted(allowed)}")
 
 
-def text_mode(turn: dict[str, Any], base: Path) -> str:
+def text_mode(turn: dict[str, Any], base: Path, hint: str = "") -> str:
     if "audio" in turn:
         raise ConfigError(f"turn with audio {turn['audio']} needs --audio mode (ASR)")
     return str(turn["say"])
@@ -121,7 +123,7 @@ def run_call(call: dict[str, Any], manager: DialogueManager, hear: Hear,
             caller = f"[dtmf {turn['dtmf']}]"
             outcome = manager.handle(state, dtmf=str(turn["dtmf"]))
         else:
-            caller = hear(turn, base)
+            caller = hear(turn, base, manager.hearing_hint(state))
             outcome = manager.handle(state, text=caller)
         created += outcome.tickets
         turn_result = TurnResult(caller, outcome.reply, outcome.intent,
@@ -240,7 +242,7 @@ class AudioHearing:
         self.transcriber = transcriber
         self.voice = voice
 
-    def __call__(self, turn: dict[str, Any], base: Path) -> str:
+    def __call__(self, turn: dict[str, Any], base: Path, hint: str = "") -> str:
         from asr.audio import SPEECH_RATE, load_audio, resample
 
         if "audio" in turn:
@@ -249,7 +251,8 @@ class AudioHearing:
         else:
             chunks = list(self.voice.synthesize(speakable(str(turn["say"]))))
             samples = resample(np.concatenate(chunks), self.voice.sample_rate, SPEECH_RATE)
-        return self.transcriber.transcribe(samples).text
+        # Greedy, as a live call hears: a turn's words do not change from run to run.
+        return self.transcriber.transcribe(samples, hint or None, fallback=False).text
 
 
 def speakable(text: str) -> str:

@@ -144,6 +144,34 @@ def test_simulate_audio_mode_hears_the_caller_through_asr(tmp_path: Path, home: 
     assert result.returncode == 0, (result.stdout, heard)
 
 
+def test_digits_asked_for_are_heard_as_digits(assistant) -> None:
+    """The account number hint (slots.yaml) makes Whisper write digits read one by one
+    as digits: without it, tiny.en writes "It's for 001, I'm 012." for 40019012."""
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (scripts/test.sh installs it)")
+    from nlu.scenarios import AudioHearing
+    from voice.espeak_tts import EspeakSynthesizer
+
+    manager = assistant.dialogue(crm_for_suite())
+    state = manager.start()
+    manager.handle(state, text="What's my balance?")
+    hint = manager.hearing_hint(state)
+    assert state.pending == "account_number" and "4, 0, 0" in hint
+    assert manager.hearing_hint(manager.start()) == ""
+    hear = AudioHearing(assistant.transcriber, EspeakSynthesizer())
+    said = {"It's 40019012": {"account_number": "40019012"},
+            "account 40057720 and the pin is 9090": {"account_number": "40057720",
+                                                      "pin": "9090"},
+            "40038516 pin 2047": {"account_number": "40038516", "pin": "2047"},
+            "My account number is 40062391": {"account_number": "40062391"},
+            "sure, 40074158": {"account_number": "40074158"},
+            "40025276 and my PIN is 6135": {"account_number": "40025276", "pin": "6135"}}
+    heard = {line: hear({"say": line}, SUITE.parent, hint) for line in said}
+    right = [line for line, text in heard.items()
+             if manager.extractor.extract(text, "account_number") == said[line]]
+    assert len(right) >= 5, heard
+
+
 def test_a_request_repeated_without_the_answer_is_explained_then_escalated(assistant) -> None:
     manager = assistant.dialogue(crm_for_suite())
     state = manager.start()
@@ -154,3 +182,23 @@ def test_a_request_repeated_without_the_answer_is_explained_then_escalated(assis
     manager.handle(state, text="Can you just take that charge off my bill?")
     last = manager.handle(state, text="I want the charge removed from my bill")
     assert last.handoff and "account number" in manager.summary(state)["handoff_reason"]
+
+
+def test_an_unsure_intent_stands_when_the_turn_holds_a_value_its_flow_asks_for(
+        assistant) -> None:
+    from nlu.dialogue.manager import DialogueManager
+    from nlu.understanding import Understanding
+
+    real = assistant.dialogue(crm_for_suite())
+
+    def unsure(text: str, last_agent: str = "") -> Understanding:
+        return Understanding("ticket_status", 0.2, {"ticket_status": 0.2})
+
+    manager = DialogueManager(real.domain, real.crm, unsure, real.extractor, real.knowledge,
+                              real.policy)
+    state = manager.start()
+    heard = manager.handle(state, text="What's next, I'm ticket DKD42.")
+    assert heard.slots == {"ticket_id": "TKT-000042"}
+    assert "can't find ticket TKT-000042" in heard.reply
+    vague = manager.handle(manager.start(), text="What's next, I'm wondering.")
+    assert "didn't quite catch" in vague.reply

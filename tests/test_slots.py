@@ -41,6 +41,8 @@ def test_spoken_numbers_become_digits(spoken: str, digits: str) -> None:
     [
         ("It's 40011234, pin 4821", None, {"account_number": "40011234", "pin": "4821"}),
         ("40019012 2468", None, {"account_number": "40019012", "pin": "2468"}),
+        ("4, 0, 0, 3, 8, 5, 1, 6, 2, 0, 4, 7.", "account_number",
+         {"account_number": "40038516", "pin": "2047", "phone_number": None}),
         ("4001 1234", "account_number", {"account_number": "40011234"}),
         ("four eight two one", "pin", {"pin": "4821"}),
         ("born on the 9th of March 1984", "date_of_birth", {"date_of_birth": "1984-03-09"}),
@@ -48,6 +50,7 @@ def test_spoken_numbers_become_digits(spoken: str, digits: str) -> None:
         ("There's a charge of $42.50 I don't recognise", None, {"amount": "42.50"}),
         ("I'd like to move to unlimited 5g", None, {"plan_name": "Unlimited 5G"}),
         ("ticket T K T 123", None, {"ticket_id": "TKT-000123"}),
+        ("What's the status of ticket DKD1?", None, {"ticket_id": "TKT-000001"}),
         ("I live at 12 Harbour Road, Brightwater", None,
          {"address": "12 Harbour Road, Brightwater"}),
     ],

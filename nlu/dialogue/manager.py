@@ -78,6 +78,11 @@ class DialogueManager:
         spec = self.extractor.specs.get(state.pending or "")
         return spec.min_digits if spec is not None and spec.type == "digits" else 0
 
+    def hearing_hint(self, state: DialogueState) -> str:
+        """How the answer to the slot just asked for is written (``SlotSpec.hint``), or ""."""
+        spec = self.extractor.specs.get(state.pending or "")
+        return spec.hint if spec is not None else ""
+
     def start(self, caller_id: str = "") -> DialogueState:
         state = DialogueState(caller_id=caller_id)
         if caller_id:
@@ -131,7 +136,7 @@ class DialogueManager:
             state.offered_handoff = False
             self._start_flow(state, intent)
             source = self._run(state, said, text)
-        elif self._unclear(state, intent, confidence):
+        elif self._unclear(state, intent, confidence, found):
             self._misunderstood(state, said)
         elif state.pending and intent == state.flow:
             self._unanswered(state, said)  # the same request again, without the answer
@@ -153,10 +158,16 @@ class DialogueManager:
         return self._outcome(state, reply, intent, confidence, found,
                              state.tickets[before_tickets:], source)
 
-    def _unclear(self, state: DialogueState, intent: str, confidence: float) -> bool:
-        """Too unsure to act, or off-topic while the assistant waits for an answer."""
+    def _unclear(self, state: DialogueState, intent: str, confidence: float,
+                 found: dict[str, str]) -> bool:
+        """Too unsure to act, or off-topic while the assistant waits for an answer.
+
+        An unsure intent still stands when the turn carries a value its own flow asks
+        for: "What's next, I'm ticket DKD1" (misheard) is unsure as words, but holds a
+        ticket number, which only makes sense for the ticket request it scored highest.
+        """
         if confidence < self.policy.min_confidence:
-            return True
+            return not (found.keys() - IDENTITY) & self._flow_slots(intent)
         if state.pending is None:
             return False
         if intent == "out_of_scope":
