@@ -3,6 +3,7 @@ call turn takes to understand.
 
     python benchmarks/intent.py            # quick: a slice of each set, a few minutes
     python benchmarks/intent.py --full     # the reported figures (about an hour on 2 cores)
+    python benchmarks/intent.py --full --dataset banking77 --seeds 2   # two models averaged
 
 What is trained: the bundled all-MiniLM-L6-v2 encoder, fine-tuned whole with
 a cosine head by ``training.intent_classifier`` (the same service
