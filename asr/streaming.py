@@ -212,10 +212,6 @@ class StreamingTranscriber:
         self.sample_rate = SPEECH_RATE
         self.agreement = LocalAgreement()
         self.trims = 0  # buffer trims since the transcriber was made, for monitoring
-        # What the caller is about to say sounds like (the answer the assistant asked for,
-        # say an account number read digit by digit): Whisper's prompt, ahead of the
-        # confirmed text. It stays until changed.
-        self.hint = ""
         self._clock = 0  # stream sample of the next pushed sample
         self._turn: _Turn | None = None
 
@@ -345,8 +341,7 @@ class StreamingTranscriber:
     def _transcribe(self, turn: _Turn) -> tuple[Word, ...]:
         """One pass over the whole buffer; word times moved onto the stream's clock."""
         rate = self.sample_rate
-        prompt = " ".join(p for p in (self.hint, self.agreement.prompt(self.options.prompt_chars))
-                          if p) or None
+        prompt = self.agreement.prompt(self.options.prompt_chars) or None
         # No temperature fallback: a fallback pass costs 3-4 normal ones and made the
         # first partial's p90 1.9 s; without it 0.86 s, with the same WER.
         transcript = self.transcriber.transcribe(turn.samples(), prompt, fallback=False)

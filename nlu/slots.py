@@ -34,7 +34,8 @@ class SlotSpec:
     min_digits: int = 1
     max_digits: int = 20
     # An answer as speech recognition should write it ("My PIN is 5, 8, 6, 0."): Whisper's
-    # prompt while the slot is awaited. Digits read one by one are its weak spot.
+    # prompt for a whole answer heard while the slot is awaited (scenario --audio mode).
+    # Digits read one by one are its weak spot.
     hint: str = ""
 
 

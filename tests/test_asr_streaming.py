@@ -188,34 +188,6 @@ class _Silent:
         return Transcript(duration=len(samples) / SPEECH_RATE)
 
 
-class _Prompted(_Silent):
-    def __init__(self) -> None:
-        self.prompts: list[str | None] = []
-
-    def transcribe(self, samples: np.ndarray, prompt: str | None = None,
-                   fallback: bool = True) -> Transcript:
-        self.prompts.append(prompt)
-        return super().transcribe(samples, prompt, fallback)
-
-
-def test_the_hint_is_whispers_prompt_in_every_pass_until_changed() -> None:
-    prompted = _Prompted()
-    streamer = StreamingTranscriber(prompted)
-    streamer.hint = "My PIN is 5, 8, 6, 0."
-    speech = np.full(FRAME, 0.1, dtype=np.float32)
-    for _turn in range(2):
-        for _ in range(100):
-            streamer.push(speech, True)
-            streamer.poll()
-        streamer.end_turn()
-    assert len(prompted.prompts) >= 4
-    assert set(prompted.prompts) == {"My PIN is 5, 8, 6, 0."}
-    streamer.hint = ""
-    streamer.push(speech, True)
-    streamer.end_turn()
-    assert prompted.prompts[-1] is None
-
-
 # ---- the streamer on real audio and the real model ---------------------------------------
 
 

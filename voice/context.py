@@ -63,7 +63,6 @@ class CallContext:
     partial_stable: bool = False
     pause_pass_pending: bool = False  # a pass over the caller's pause is queued or running
     expected_digits: int = 0  # how many digits the assistant just asked for (0: none)
-    hearing_hint: str = ""  # how the answer just asked for is written, for the ASR prompt
     redacted: list[tuple[float, float]] = field(default_factory=list)  # silenced, line time
     speech_ready: dict[str, np.ndarray] = field(default_factory=dict)  # text -> line audio
     greeting: str = ""

@@ -76,7 +76,6 @@ class Hearing(Stage):
             kept = [f for f in self._preroll if f.t + len(f.samples) / 16_000 > frame.t]
             self._audio_t = kept[0].t if kept else frame.t
             self.stream.reset(self._audio_t)
-            self.stream.hint = self.ctx.hearing_hint
             for old in kept:
                 self._feed(old)
             self._preroll.clear()

@@ -210,7 +210,6 @@ class TurnManager(Stage):
         entry.reply = outcome.reply
         self.ctx.turns.append(entry)
         self.ctx.expected_digits = self.manager.expected_digits(self.state)
-        self.ctx.hearing_hint = self.manager.hearing_hint(self.state)
         await self._say(outcome.reply, len(self.ctx.turns) - 1)
         if outcome.end_call:
             await self.push(EndCall("transfer" if outcome.handoff else "goodbye",
