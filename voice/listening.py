@@ -121,6 +121,7 @@ class Listening(Stage):
             if self.in_turn:  # what the caller said before hanging up is still a turn
                 self.in_turn = False
                 await self.push(TurnEnded(self.turn_start, self.last_voiced, frame.t))
+            await self.push(frame)  # after the caller's audio: a turn held open ends with it
         else:
             await self.push(frame)
 
