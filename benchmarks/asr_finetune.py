@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchlib import cpu_model, version, write_results  # noqa: E402
 
-from training.asr_finetune import AsrFinetuneOptions, finetune_whisper  # noqa: E402
+from training.asr_finetune import PARTS, AsrFinetuneOptions, finetune_whisper  # noqa: E402
 from training.loop import LoopOptions  # noqa: E402
 from training.task_examples import AudioExample, audio_examples  # noqa: E402
 from training.verify import VerifyOptions, evaluate_asr  # noqa: E402
@@ -101,7 +101,8 @@ def main() -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=float, default=3)
     parser.add_argument("--lr", type=float, default=1e-5)
-    parser.add_argument("--train-encoder", action="store_true")
+    parser.add_argument("--train", choices=PARTS, default=AsrFinetuneOptions().train,
+                        help="what learns: encoder, decoder or all")
     parser.add_argument("--out", type=Path, default=Path("/tmp/voicedesk-bench-asr"))
     parser.add_argument("--json", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -121,7 +122,7 @@ def main() -> int:
     started = time.perf_counter()
     run = finetune_whisper(ModelStore(config.models_dir).whisper_hf(config.asr.model), train,
                            args.out / "run", AsrFinetuneOptions(
-                               train_encoder=args.train_encoder,
+                               train=args.train,
                                loop=LoopOptions(epochs=args.epochs, batch_size=8,
                                                 learning_rate=args.lr, save_every=1000)))
     train_s = time.perf_counter() - started
@@ -140,8 +141,9 @@ def main() -> int:
               "torch": version("torch"), "transformers": version("transformers"),
               "model": config.asr.model, "synthetic_in_domain": True,
               "train_clips": len(train), "test_clips": len(test), "general_clips": len(general),
-              "epochs": args.epochs, "lr": args.lr, "train_encoder": args.train_encoder,
-              "steps": run.loop.steps, "train_seconds": train_s, "before": before,
+              "epochs": args.epochs, "lr": args.lr, "train": args.train,
+              "steps": run.loop.steps,
+              "train_seconds": train_s, "before": before,
               "after": after, "in_domain_relative_reduction": relative,
               "general_change_points": after["wer_general"] - before["wer_general"]}
     write_results(args.json, result)

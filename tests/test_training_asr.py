@@ -44,6 +44,48 @@ def test_whisper_fine_tuning_steps_and_exports_both_formats(whisper_run) -> None
     assert (exported.serving_path("transformers") / "model.safetensors").is_file()
 
 
+def test_by_default_the_encoder_learns_and_the_decoder_keeps_its_weights(
+        whisper_run, models_dir: Path) -> None:
+    from safetensors.numpy import load_file
+
+    base = load_file(str(Path(ModelStore(models_dir).whisper_hf("tiny.en"))
+                         / "model.safetensors"))
+    tuned = load_file(str(open_exported(whisper_run.model.root).serving_path("transformers")
+                          / "model.safetensors"))
+    moved = {name for name, weights in base.items() if not (tuned[name] == weights).all()}
+    assert any(name.startswith("model.encoder.") for name in moved)
+    assert not any(name.startswith("model.decoder.") for name in moved), sorted(moved)[:5]
+
+
+@pytest.mark.parametrize(("train", "learning"), [("decoder", {"decoder"}),
+                                                 ("all", {"encoder", "decoder"})])
+def test_the_part_asked_for_is_the_part_that_learns(train: str, learning: set[str]) -> None:
+    from transformers import WhisperConfig, WhisperForConditionalGeneration
+
+    from training.asr_finetune import freeze
+
+    model = WhisperForConditionalGeneration(WhisperConfig(
+        d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, vocab_size=100,
+        max_source_positions=8, max_target_positions=32, pad_token_id=1, bos_token_id=1,
+        eos_token_id=2, decoder_start_token_id=1))
+    freeze(model, train)
+    parts = {"encoder": model.get_encoder(), "decoder": model.get_decoder()}
+    assert {name for name, part in parts.items()
+            if any(p.requires_grad for p in part.parameters())} == learning
+    learns = {name: sum(p.numel() for p in part.parameters() if p.requires_grad)
+              for name, part in parts.items()}
+    assert all(learns[name] > 0.9 * sum(p.numel() for p in parts[name].parameters())
+               for name in learning), learns  # the part, not a layer of it
+
+
+def test_an_unknown_part_to_train_is_refused_before_any_model_loads(tmp_path: Path) -> None:
+    from voicedesk.errors import ModelError
+
+    with pytest.raises(ModelError, match="cannot train 'vocoder'"):
+        finetune_whisper("/nonexistent", [], tmp_path, AsrFinetuneOptions(train="vocoder"))
+
+
 @pytest.mark.parametrize("backend", ["faster-whisper", "transformers"])
 def test_the_exported_whisper_transcribes_held_out_speech(whisper_run, models_dir: Path,
                                                           backend: str) -> None:

@@ -174,7 +174,7 @@ def cmd_asr(config: Config, args: argparse.Namespace) -> int:
     base_ref = args.base or config.asr.model
     base = _exported_hf(base_ref) or ModelStore(config.models_dir).whisper_hf(base_ref)
     defaults = AsrFinetuneOptions()
-    options = AsrFinetuneOptions(train_encoder=args.train_encoder,
+    options = AsrFinetuneOptions(train="all" if args.train_encoder else args.train,
                                  loop=_loop_options(args, defaults.loop),
                                  export=not args.no_export)
     out = _run_folder(config, args, "asr")
@@ -371,8 +371,11 @@ def register(sub: Any, models_sub: Any) -> None:
                                "(DATASET/asr/train.jsonl)")
     asr.add_argument("--data", required=True, metavar="DATASET", help="dataset folder")
     asr.add_argument("--base", help="Whisper model to start from (default: asr.model)")
+    asr.add_argument("--train", choices=("encoder", "decoder", "all"), default="encoder",
+                     help="what learns: the encoder (default: adapts to the line and the "
+                     "voices, keeps the decoder's spelling), the decoder, or all")
     asr.add_argument("--train-encoder", action="store_true",
-                     help="also train the encoder (default: decoder only)")
+                     help="the same as --train all (kept for older scripts)")
     _add_loop_args(asr, "asr")
     asr.set_defaults(func=cmd_asr)
 
