@@ -52,6 +52,14 @@ class FasterWhisperTranscriber:
         try:
             self._model = WhisperModel(model, device="auto", compute_type=config.compute_type,
                                        cpu_threads=threads, num_workers=self.replicas)
+            # Whisper's decoder gains nothing from a second thread (tiny.en on 2 cores: 0.13 s
+            # with both, 0.08 s with one, for a 5-s turn), its encoder a lot (0.24 s against
+            # 0.40 s): a model with several threads encodes with them all and decodes a
+            # streaming pass on a single-threaded handle of the same weights.
+            self._decoder = (WhisperModel(model, device="cpu", compute_type=config.compute_type,
+                                          cpu_threads=1, num_workers=1)
+                             if threads > 1 and self.replicas == 1
+                             and self._model.model.device == "cpu" else None)
         except (RuntimeError, ValueError, OSError) as exc:
             raise ModelError(f"ASR model {model} could not be loaded by faster-whisper: "
                              f"{str(exc).splitlines()[0]}") from None
@@ -62,6 +70,10 @@ class FasterWhisperTranscriber:
         duration = len(samples) / 16_000
         if len(samples) == 0:
             return Transcript(duration=0.0)
+        if not fallback and self._decoder is not None:
+            heard = self._split_pass(samples, prompt)
+            if heard is not None:
+                return heard
         language = "en" if self._english_only else (self.config.language or None)
         segments, info = self._model.transcribe(
             samples.astype(np.float32, copy=False),
@@ -88,6 +100,58 @@ class FasterWhisperTranscriber:
             out.append(Segment(seg.start, seg.end, seg.text.strip(), words, seg.avg_logprob,
                                seg.no_speech_prob))
         return Transcript(tuple(out), info.language, duration)
+
+    @property
+    def splits_decoding(self) -> bool:
+        """Whether streaming passes decode on a single-threaded handle (see __init__)."""
+        return self._decoder is not None
+
+    def _split_pass(self, samples: np.ndarray, prompt: str | None) -> Transcript | None:
+        """One greedy pass, encoded with every thread and decoded on the single-threaded
+        handle: what ``transcribe`` gives without fallback, for a streaming pass. None
+        where that needs Whisper's seek loop (over 30 s, the decoder stopping early,
+        beam search, a language to detect)."""
+        from faster_whisper.audio import pad_or_trim
+        from faster_whisper.tokenizer import Tokenizer
+
+        if (len(samples) > WINDOW_SAMPLES or self.config.beam_size > 1
+                or not self.one_language or self._decoder is None):
+            return None
+        model, decoding = self._model, self._decoder
+        samples = samples.astype(np.float32, copy=False)
+        duration = len(samples) / 16_000
+        features = model.feature_extractor(samples)
+        frames = min(features.shape[-1] - 1, model.feature_extractor.nb_max_frames)
+        encoded = model.encode(pad_or_trim(features[:, :frames]))
+        language = "en" if self._english_only else self.config.language
+        tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual,
+                              task="transcribe", language=language)
+        previous = tokenizer.encode(" " + prompt.strip()) if prompt and prompt.strip() else []
+        decoder = _WindowDecoder(decoding, tokenizer, encoded, previous,
+                                 min(MAX_TOKENS, int(12 * duration) + 16))
+        heard = decoder.decode(None)
+        if is_silence(heard.no_speech_prob, heard.avg_logprob):
+            return Transcript((), language, duration)
+        if not heard.reliable:
+            return None  # a repetition loop ("4, 4, 4, ..."): faster-whisper's own pass
+        _, until, stopped_inside = decoder.heard(heard.tokens)
+        if stopped_inside and until < duration - 1.0:
+            return None  # Whisper would seek on from where it stopped
+        segments = decoder.segments(heard.tokens, frames, duration)
+        if segments:
+            decoding.add_word_timestamps([segments], tokenizer, encoded, frames,
+                                         PREPEND_PUNCTUATIONS, APPEND_PUNCTUATIONS,
+                                         last_speech_timestamp=0.0)
+        out = []
+        for seg in segments:
+            text = tokenizer.decode(seg["tokens"]).strip()
+            if not text or seg["start"] == seg["end"]:
+                continue
+            words = tuple(Word(w["start"], min(w["end"], duration), w["word"], w["probability"])
+                          for w in seg.get("words", ()))
+            out.append(Segment(seg["start"], min(seg["end"], duration), text, words,
+                               heard.avg_logprob, heard.no_speech_prob))
+        return Transcript(tuple(out), language, duration)
 
     @property
     def one_language(self) -> bool:
@@ -182,13 +246,18 @@ class _Pass:
 class _WindowDecoder:
     """Greedy decoder passes over one encoded window, and the segments they make."""
 
-    def __init__(self, model: Any, tokenizer: Any, encoded: Any) -> None:
+    def __init__(self, model: Any, tokenizer: Any, encoded: Any,
+                 previous: Sequence[int] = (), max_new_tokens: int | None = None) -> None:
+        """``previous``: the prompt's tokens (text that came before); ``max_new_tokens``
+        bounds a pass (a repetition loop otherwise runs to Whisper's 448 tokens)."""
         from faster_whisper.transcribe import get_suppressed_tokens
 
         self.model = model
         self.tokenizer = tokenizer
         self.encoded = encoded
-        self.prompt = model.get_prompt(tokenizer, [], without_timestamps=False)
+        self.prompt = model.get_prompt(tokenizer, list(previous), without_timestamps=False)
+        self.max_length = (model.max_length if max_new_tokens is None
+                           else min(model.max_length, len(self.prompt) + 1 + max_new_tokens))
         self.suppress = get_suppressed_tokens(tokenizer, [-1])
 
     def timestamp(self, token: int) -> float:
@@ -204,7 +273,7 @@ class _WindowDecoder:
             forced = self.tokenizer.timestamp_begin + round(start_s / self.model.time_precision)
             prompt.append(forced)
         result = self.model.model.generate(
-            self.encoded, [prompt], beam_size=1, max_length=self.model.max_length,
+            self.encoded, [prompt], beam_size=1, max_length=self.max_length,
             return_scores=True, return_no_speech_prob=True, suppress_blank=True,
             suppress_tokens=self.suppress,
             max_initial_timestamp_index=round(1.0 / self.model.time_precision))[0]

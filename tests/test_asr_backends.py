@@ -245,3 +245,20 @@ def test_a_truncated_model_bin_is_reported_not_crashed_on(store: ModelStore,
     broken.write_bytes(original.read_bytes()[:100_000])
     with pytest.raises(ModelError, match="truncated"):
         read_model_bin(broken)
+
+
+def test_a_streaming_pass_decoded_single_threaded_hears_what_faster_whisper_hears(
+        store: ModelStore, dev_set: list[tuple[Path, np.ndarray, str]]) -> None:
+    """A model with two threads encodes with both and decodes a no-fallback pass on a
+    single-threaded handle; the words and their times are faster-whisper's own."""
+    from asr.faster_whisper_backend import FasterWhisperTranscriber
+
+    split = FasterWhisperTranscriber(store.whisper_ct2(MODEL), AsrConfig(threads=2))
+    # two replicas of two threads each: no single-threaded handle, faster-whisper's pass
+    plain = FasterWhisperTranscriber(store.whisper_ct2(MODEL), AsrConfig(threads=2), replicas=2)
+    assert split.splits_decoding and not plain.splits_decoding
+    for _, samples, _ in dev_set[:6]:
+        ours, theirs = (t.transcribe(samples, fallback=False) for t in (split, plain))
+        assert ours.text == theirs.text
+        assert [(w.text, round(w.start, 2), round(w.end, 2)) for w in ours.words] == \
+            [(w.text, round(w.start, 2), round(w.end, 2)) for w in theirs.words]
