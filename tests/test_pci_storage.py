@@ -42,7 +42,7 @@ def assert_no_card(store: CallStore, call_id: str, transcriber) -> None:
             assert not long_digit_runs(text), text
             assert "4111" not in text.replace(" ", "").replace(",", "")
     card_turns = [t for t in call.turns if t.redactions.get("card_number")]
-    assert card_turns, "the card was not noticed"
+    assert card_turns, ("the card was not noticed", [t.transcript for t in call.turns])
     for turn in card_turns:  # what the audio of that turn says now
         audio, rate = store.audio.get(turn.caller_audio_sha256)
         heard = transcriber.transcribe(resample(audio.astype(np.float32), rate, 16_000)).text

@@ -20,7 +20,7 @@ from nlu.dialogue.state import DialogueState, TurnOutcome
 from nlu.domain import DomainPack
 from nlu.knowledge import KnowledgeBase
 from nlu.numbers import spoken_digits_to_text
-from nlu.slots import SlotExtractor
+from nlu.slots import SlotExtractor, SlotSpec
 from nlu.understanding import Understanding
 
 Recognize = Callable[[str, str], Understanding]  # (text, last agent line) -> understanding
@@ -75,13 +75,17 @@ class DialogueManager:
 
     def expected_digits(self, state: DialogueState) -> int:
         """How many digits the slot just asked for holds at least (0: no digits asked for)."""
-        spec = self.extractor.specs.get(state.pending or "")
+        spec = self._awaited(state)
         return spec.min_digits if spec is not None and spec.type == "digits" else 0
 
     def hearing_hint(self, state: DialogueState) -> str:
         """How the answer to the slot just asked for is written (``SlotSpec.hint``), or ""."""
-        spec = self.extractor.specs.get(state.pending or "")
+        spec = self._awaited(state)
         return spec.hint if spec is not None else ""
+
+    def _awaited(self, state: DialogueState) -> SlotSpec | None:
+        """The spec of the slot the assistant just asked for, if it asked for one."""
+        return self.extractor.specs.get(state.pending or "")
 
     def start(self, caller_id: str = "") -> DialogueState:
         state = DialogueState(caller_id=caller_id)
