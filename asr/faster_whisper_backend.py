@@ -142,15 +142,7 @@ class FasterWhisperTranscriber:
             decoding.add_word_timestamps([segments], tokenizer, encoded, frames,
                                          PREPEND_PUNCTUATIONS, APPEND_PUNCTUATIONS,
                                          last_speech_timestamp=0.0)
-        out = []
-        for seg in segments:
-            text = tokenizer.decode(seg["tokens"]).strip()
-            if not text or seg["start"] == seg["end"]:
-                continue
-            words = tuple(Word(w["start"], min(w["end"], duration), w["word"], w["probability"])
-                          for w in seg.get("words", ()))
-            out.append(Segment(seg["start"], min(seg["end"], duration), text, words,
-                               heard.avg_logprob, heard.no_speech_prob))
+        out = _segments(segments, tokenizer, duration, heard.avg_logprob, heard.no_speech_prob)
         return Transcript(tuple(out), language, duration)
 
     @property
@@ -217,15 +209,7 @@ class FasterWhisperTranscriber:
             model.add_word_timestamps([segments], tokenizer, encoded, frames,
                                       PREPEND_PUNCTUATIONS, APPEND_PUNCTUATIONS,
                                       last_speech_timestamp=0.0)
-        out = []
-        for seg in segments:
-            seg_text = tokenizer.decode(seg["tokens"]).strip()
-            if not seg_text or seg["start"] == seg["end"]:
-                continue
-            words = tuple(Word(w["start"], min(w["end"], duration), w["word"], w["probability"])
-                          for w in seg.get("words", ()))
-            out.append(Segment(seg["start"], min(seg["end"], duration), seg_text, words,
-                               first.avg_logprob, first.no_speech_prob))
+        out = _segments(segments, tokenizer, duration, first.avg_logprob, first.no_speech_prob)
         if complete_s < duration and out and out[-1].words:
             # as the seek loop does with word times: restart at the last word's end, which
             # alignment places better than the last timestamp token
@@ -241,6 +225,22 @@ class _Pass:
     avg_logprob: float
     no_speech_prob: float
     reliable: bool
+
+
+def _segments(segments: list[dict[str, Any]], tokenizer: Any, duration: float,
+              avg_logprob: float, no_speech_prob: float) -> list[Segment]:
+    """faster-whisper's segment dicts (with word times added) as ours, clipped to the audio;
+    empty and zero-length segments dropped."""
+    out = []
+    for seg in segments:
+        text = tokenizer.decode(seg["tokens"]).strip()
+        if not text or seg["start"] == seg["end"]:
+            continue
+        words = tuple(Word(w["start"], min(w["end"], duration), w["word"], w["probability"])
+                      for w in seg.get("words", ()))
+        out.append(Segment(seg["start"], min(seg["end"], duration), text, words, avg_logprob,
+                           no_speech_prob))
+    return out
 
 
 class _WindowDecoder:
