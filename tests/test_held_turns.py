@@ -167,3 +167,19 @@ def test_a_whole_answer_is_not_held(config, assistant) -> None:
     drive.run(go)
     assert len(drive.finals()) == 1
     assert drive.finals()[0].endpoint == end1 + 0.7
+
+
+def test_a_hold_already_over_when_the_final_pass_returns_ends_at_once(config, assistant) -> None:
+    # A slow final pass: the first frame after it is past the end of the hold.
+    first, pause, _, quiet = two_groups(gap_s=1.0)
+    end1 = last_voiced(first)
+    drive = Drive(config, assistant, expected_digits=8)
+    late = [f for f in quiet if f.t >= end1 + config.vad.end_silence_incomplete_ms / 1000]
+
+    async def go() -> None:
+        await drive.first_group_cut(first, pause)
+        await drive.feed(*late[:3])
+        await drive.feed(Hangup(late[3].t, "caller hung up"))
+    drive.run(go)
+    assert len(drive.finals()) == 1
+    assert "".join(c for c in drive.finals()[0].text if c.isdigit()) == "4001"
