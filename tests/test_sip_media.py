@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -196,3 +198,42 @@ def test_symmetric_rtp_replies_to_where_the_callers_audio_comes_from() -> None:
     got, before = asyncio.run(scenario())
     assert got >= 10  # 0.3 s of our audio went back to the caller's real address
     assert before <= 2  # the SDP address got only what was sent before the first packet
+
+
+def test_a_stalled_event_loop_delays_the_callers_audio_but_loses_none_of_it() -> None:
+    # A garbage collection or a long parse on a loaded machine can hold the event loop
+    # for most of a second; the caller's packets wait in the socket meanwhile.
+    sent = _tone(8000 * 3, hz=310.0) * np.linspace(0.2, 1.0, 8000 * 3, dtype=np.float32)
+    payload = g711_encode(sent, "ulaw")
+
+    def send(port: int) -> None:
+        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        start = time.monotonic()
+        for i in range(len(payload) // FRAME):
+            time.sleep(max(0.0, start + i * 0.02 - time.monotonic()))
+            packet = RtpPacket(0, i, 1000 + i * FRAME, 99, payload[i * FRAME:(i + 1) * FRAME])
+            sender.sendto(packet.encode(), ("127.0.0.1", port))
+        sender.close()
+
+    async def scenario() -> list[np.ndarray]:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 0))
+        heard: list[np.ndarray] = []
+        media = Negotiated("127.0.0.1", 9, 0, "PCMU", None)
+        session = RtpSession(sock, media, Playout(), heard.append, lambda d: None,
+                             lambda: None, timeout_s=60)
+        await session.start()
+        thread = threading.Thread(target=send, args=(session.port,))
+        thread.start()
+        await asyncio.sleep(1.0)
+        time.sleep(0.8)  # the stall: nothing on the loop runs, 40 frames pile up
+        await asyncio.sleep(2.6)
+        thread.join()
+        await session.close()
+        return heard
+
+    heard = np.concatenate(asyncio.run(scenario()))
+    expected = g711_decode(payload, "ulaw")
+    expected = expected[np.flatnonzero(expected)[0]:]
+    first = int(np.flatnonzero(heard)[0])
+    np.testing.assert_array_equal(heard[first:first + len(expected)], expected)

@@ -89,6 +89,7 @@ class JitterBuffer:
         self._next: int | None = None  # extended timestamp of the next sample to release
         self._last_ext = 0
         self._pending: dict[int, np.ndarray] = {}
+        self.owed = 0  # frames the clock has passed and pop() has not released yet
         self.late = 0
         self.skipped = 0
 
@@ -106,7 +107,7 @@ class JitterBuffer:
         if ext + len(samples) <= self._next:
             self.late += 1
             return
-        if ext - self._next > self.max_ahead:
+        if ext - self._next - self.owed * self.frame > self.max_ahead:
             self.skipped += 1
             self._next = ext - self.delay
             self._pending = {ts: s for ts, s in self._pending.items()
@@ -118,6 +119,7 @@ class JitterBuffer:
         if self._next is None:
             return None
         start, end = self._next, self._next + self.frame
+        self.owed = max(0, self.owed - 1)
         out = np.zeros(self.frame, dtype=np.float32)
         for ts in sorted(self._pending):
             samples = self._pending[ts]
@@ -212,6 +214,7 @@ class RtpSession:
         self.jitter = JitterBuffer()
         self.dtmf = DtmfReceiver()
         self._transport: asyncio.DatagramTransport | None = None
+        self._protocol: _Protocol | None = None
         self._task: asyncio.Task[None] | None = None
         self._ssrc = random.getrandbits(32)
         self._seq = random.getrandbits(16)
@@ -232,7 +235,7 @@ class RtpSession:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._transport, _ = await loop.create_datagram_endpoint(
+        self._transport, self._protocol = await loop.create_datagram_endpoint(
             lambda: _Protocol(self), sock=self.sock)
         self._last_rx = loop.time()
         self._task = asyncio.create_task(self._run(), name=f"rtp {self.label}")
@@ -295,14 +298,40 @@ class RtpSession:
         while True:
             tick += 1
             delay = start + tick * PTIME - loop.time()
-            if delay < -0.2:  # the event loop stalled: resume the clock, do not burst
-                behind = int(-delay / PTIME)
+            behind = int(-delay / PTIME) if delay < -0.2 else 0
+            if behind:  # the event loop stalled: resume the clock, do not burst out
                 tick += behind
                 self._ts += behind * FRAME
             # Always yield, even when late, so packets that arrived meanwhile are read
             # before the jitter buffer is asked for the frame they carry.
             await asyncio.sleep(max(0.0, delay))
+            self._receive_missed(behind)
             self._tick(loop.time())
+
+    def _receive_missed(self, frames: int) -> None:
+        """The caller's audio of ticks a stall skipped: late, but all of it, in order.
+
+        Skipping it instead would leave the jitter buffer that far behind the
+        clock, and past its bound it throws the backlog away. The packets that
+        piled up meanwhile are read first: the event loop hands a datagram
+        transport one packet per turn.
+        """
+        if not frames or self._protocol is None:
+            return
+        self.jitter.owed += frames
+        for _ in range(4 * frames):  # bounded: a flood must not hold the loop either
+            try:
+                data, addr = self.sock.recvfrom(65536)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:  # an ICMP error from our own sending: nothing to read
+                continue
+            self._protocol.datagram_received(data, addr)
+        for _ in range(frames):
+            frame = self.jitter.pop()
+            if frame is None:
+                return
+            self.on_audio(frame)
 
     def _tick(self, now: float) -> None:
         self._send_frame()
