@@ -145,6 +145,45 @@ class FasterWhisperTranscriber:
         out = _segments(segments, tokenizer, duration, heard.avg_logprob, heard.no_speech_prob)
         return Transcript(tuple(out), language, duration)
 
+    def alternatives(self, samples: np.ndarray, prompt: str | None = None,
+                     count: int = 8) -> list[str]:
+        """Up to ``count`` readings of one utterance, the likeliest first: a beam search
+        (without timestamps) over one encoder pass, every finished beam kept.
+
+        Greedy decoding gives one reading; when it does not fit what was asked for
+        (eight digits for an account number, and Whisper heard "1, 1, 1, 1, 1" for
+        four ones), the answer is often among the next few. Over 30 s there is no
+        single window to search: the greedy transcript is the only reading.
+        """
+        from faster_whisper.audio import pad_or_trim
+        from faster_whisper.tokenizer import Tokenizer
+        from faster_whisper.transcribe import get_suppressed_tokens
+
+        if len(samples) == 0:
+            return []
+        if len(samples) > WINDOW_SAMPLES or not self.one_language:
+            return [self.transcribe(samples, prompt).text]
+        model = self._model
+        samples = samples.astype(np.float32, copy=False)
+        features = model.feature_extractor(samples)
+        frames = min(features.shape[-1] - 1, model.feature_extractor.nb_max_frames)
+        encoded = model.encode(pad_or_trim(features[:, :frames]))
+        tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe",
+                              language="en" if self._english_only else self.config.language)
+        previous = tokenizer.encode(" " + prompt.strip()) if prompt and prompt.strip() else []
+        start = model.get_prompt(tokenizer, previous, without_timestamps=True)
+        new_tokens = min(MAX_TOKENS, int(12 * len(samples) / 16_000) + 16)
+        result = model.model.generate(
+            encoded, [start], beam_size=max(1, count), num_hypotheses=max(1, count),
+            max_length=min(model.max_length, len(start) + new_tokens), suppress_blank=True,
+            suppress_tokens=get_suppressed_tokens(tokenizer, [-1]))[0]
+        readings: list[str] = []
+        for ids in result.sequences_ids:
+            text = tokenizer.decode([t for t in ids if t < tokenizer.eot]).strip()
+            if text and text not in readings:
+                readings.append(text)
+        return readings
+
     @property
     def one_language(self) -> bool:
         """Whether every window is decoded in one known language (English-only model, or

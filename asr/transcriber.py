@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -21,6 +21,16 @@ class Transcriber(Protocol):
                    fallback: bool = True) -> Transcript:
         """``fallback``: re-decode at higher temperatures when a pass looks unreliable
         (faster-whisper's default); streaming passes turn it off to bound latency."""
+        ...
+
+
+@runtime_checkable
+class AlternativesTranscriber(Protocol):
+    """A backend that can list what else an utterance may have said (faster-whisper)."""
+
+    def alternatives(self, samples: np.ndarray, prompt: str | None = None,
+                     count: int = 8) -> list[str]:
+        """Up to ``count`` readings of at most 30 s of speech, the likeliest first."""
         ...
 
 

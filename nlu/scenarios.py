@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import yaml
@@ -21,6 +21,7 @@ from nlu.crm import Ticket
 from nlu.crm.demo import DemoCRM
 from nlu.dialogue.manager import DialogueManager
 from nlu.dialogue.state import TurnOutcome
+from nlu.numbers import reading_that_fits
 from voicedesk.errors import ConfigError
 
 TURN_KEYS = {"say", "audio", "dtmf", "expect"}
@@ -32,10 +33,17 @@ TOP_KEYS = {"customers", "outages", "calls"}
 
 # Builds a dialogue manager over a CRM; the runner supplies a fresh CRM per call.
 ManagerFactory = Callable[[DemoCRM], DialogueManager]
-# Turns a caller line into what ASR heard (identity in text mode).
-# A caller turn -> the words heard; the arguments: the turn, the scenario file's folder,
-# and how the answer the assistant asked for is written (DialogueManager.hearing_hint).
-Hear = Callable[[dict[str, Any], Path, str], str]
+
+
+class Hear(Protocol):
+    """A caller turn -> the words heard (the line itself in text mode, ASR in --audio)."""
+
+    def __call__(self, turn: dict[str, Any], base: Path, hint: str = "",
+                 lengths: frozenset[int] = frozenset()) -> str:
+        """``base``: the scenario file's folder; ``hint``: how the answer the assistant
+        asked for is written (DialogueManager.hearing_hint); ``lengths``: the digit
+        counts a number in it may have (DialogueManager.digit_lengths)."""
+        ...
 
 
 @dataclass
@@ -93,7 +101,8 @@ def _check_keys(mapping: dict[str, Any], allowed: set[str], where: str) -> None:
         raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; allowed: {sorted(allowed)}")
 
 
-def text_mode(turn: dict[str, Any], base: Path, hint: str = "") -> str:
+def text_mode(turn: dict[str, Any], base: Path, hint: str = "",
+              lengths: frozenset[int] = frozenset()) -> str:
     if "audio" in turn:
         raise ConfigError(f"turn with audio {turn['audio']} needs --audio mode (ASR)")
     return str(turn["say"])
@@ -123,7 +132,7 @@ def run_call(call: dict[str, Any], manager: DialogueManager, hear: Hear,
             caller = f"[dtmf {turn['dtmf']}]"
             outcome = manager.handle(state, dtmf=str(turn["dtmf"]))
         else:
-            caller = hear(turn, base, manager.hearing_hint(state))
+            caller = hear(turn, base, manager.hearing_hint(state), manager.digit_lengths(state))
             outcome = manager.handle(state, text=caller)
         created += outcome.tickets
         turn_result = TurnResult(caller, outcome.reply, outcome.intent,
@@ -242,8 +251,10 @@ class AudioHearing:
         self.transcriber = transcriber
         self.voice = voice
 
-    def __call__(self, turn: dict[str, Any], base: Path, hint: str = "") -> str:
+    def __call__(self, turn: dict[str, Any], base: Path, hint: str = "",
+                 lengths: frozenset[int] = frozenset()) -> str:
         from asr.audio import SPEECH_RATE, load_audio, resample
+        from asr.transcriber import AlternativesTranscriber
 
         if "audio" in turn:
             path = Path(turn["audio"])
@@ -252,7 +263,11 @@ class AudioHearing:
             chunks = list(self.voice.synthesize(speakable(str(turn["say"]))))
             samples = resample(np.concatenate(chunks), self.voice.sample_rate, SPEECH_RATE)
         # Greedy, as a live call hears: a turn's words do not change from run to run.
-        return self.transcriber.transcribe(samples, hint or None, fallback=False).text
+        heard = self.transcriber.transcribe(samples, hint or None, fallback=False).text
+        if not isinstance(self.transcriber, AlternativesTranscriber):
+            return heard
+        return reading_that_fits(
+            heard, lambda: self.transcriber.alternatives(samples, hint or None), lengths)
 
 
 def speakable(text: str) -> str:

@@ -149,6 +149,21 @@ def test_a_prompt_is_accepted_by_every_backend(transcribers: dict[str, Transcrib
     assert corpus_wer([reference], [transcript.text]) < 0.1
 
 
+def test_faster_whisper_lists_other_readings_the_likeliest_first(
+        transcribers: dict[str, Transcriber],
+        dev_set: list[tuple[Path, np.ndarray, str]]) -> None:
+    from asr.transcriber import AlternativesTranscriber
+
+    backend = transcribers["faster-whisper"]
+    assert isinstance(backend, AlternativesTranscriber)
+    _, samples, reference = next(row for row in dev_set if row[0].name == "jfk.flac")
+    readings = backend.alternatives(samples, "President Kennedy's speech.", count=4)
+    assert 2 <= len(readings) <= 4 and len(set(readings)) == len(readings)
+    assert corpus_wer([reference], readings[:1]) < 0.1  # the beam's best is the right one
+    assert backend.alternatives(np.zeros(0, dtype=np.float32)) == []
+    assert not isinstance(transcribers["openai-whisper"], AlternativesTranscriber)
+
+
 # ---- the converters --------------------------------------------------------------------
 
 def test_ct2_to_transformers_and_back_restores_every_tensor_bit_for_bit(

@@ -172,6 +172,36 @@ def test_digits_asked_for_are_heard_as_digits(assistant) -> None:
     assert len(right) >= 5, heard
 
 
+def test_a_pin_of_one_digit_said_four_times_is_not_heard_as_five(assistant) -> None:
+    """tiny.en miscounts a digit said over and over ("1, 1, 1, 1, 1" for 1111, "free, free,
+    free, free" for 3333); the reading whose numbers have the lengths asked for (four or
+    eight digits) is taken from Whisper's next-best readings instead."""
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (scripts/test.sh installs it)")
+    from nlu.scenarios import AudioHearing
+    from voice.espeak_tts import EspeakSynthesizer
+
+    manager = assistant.dialogue(crm_for_suite())
+    state = manager.start()
+    manager.handle(state, text="What's my balance?")
+    manager.handle(state, text="It's 40019012")
+    assert state.pending == "pin" and manager.digit_lengths(state) == {4, 8}
+    assert manager.digit_lengths(manager.start()) == frozenset()
+    hint, lengths = manager.hearing_hint(state), manager.digit_lengths(state)
+    hear = AudioHearing(assistant.transcriber, EspeakSynthesizer())
+    said = {"it's 1111": "1111", "it's 3333": "3333", "pin 3333": "3333",
+            "my pin is 8666": "8666", "it's 6666": "6666", "8888": "8888"}
+    greedy = {line: hear({"say": line}, SUITE.parent, hint) for line in said}
+    fitted = {line: hear({"say": line}, SUITE.parent, hint, lengths) for line in said}
+
+    def right(heard: dict[str, str]) -> list[str]:
+        return [line for line, text in heard.items()
+                if manager.extractor.extract(text, "pin").get("pin") == said[line]]
+
+    assert len(right(fitted)) >= 5, fitted
+    assert len(right(fitted)) > len(right(greedy)), (greedy, fitted)
+
+
 def test_a_request_repeated_without_the_answer_is_explained_then_escalated(assistant) -> None:
     manager = assistant.dialogue(crm_for_suite())
     state = manager.start()

@@ -5,7 +5,7 @@ import datetime as dt
 import pytest
 
 from nlu.domain import load_domain
-from nlu.numbers import spoken_digits_to_text
+from nlu.numbers import fits_lengths, reading_that_fits, spoken_digits_to_text
 from nlu.slots import SlotExtractor
 
 
@@ -73,3 +73,29 @@ def test_keypad_entry_goes_to_the_slot_being_asked_for(slots: SlotExtractor) -> 
     assert slots.from_dtmf("4821#", "pin") == {"pin": "4821"}
     assert slots.from_dtmf("40011234#") == {"account_number": "40011234"}
     assert slots.from_dtmf("#") == {}
+
+
+@pytest.mark.parametrize(("text", "fits"), [
+    ("Account for 0, 0, 1, 9, 0, 1, 2, PIN 1, 1, 1, 1", True),  # 8 and 4 digits
+    ("Account for 0, 0, 1, 9, 0, 1, 2, PIN 1, 1, 1, 1, 1.", False),  # a fifth one
+    ("It's free, free, free, free.", False),  # no number at all
+    ("My account number is 4, 0, 0, 1, 9, 0, 1, 2 and I was born on the 2nd of May 1976", True),
+    ("2, 2, 2, 2, 2, 2, 2.", False),
+])
+def test_a_reading_fits_when_each_number_has_a_length_asked_for(text: str, fits: bool) -> None:
+    assert fits_lengths(text, {4, 8}) is fits
+
+
+def test_the_next_best_reading_is_read_only_when_the_first_does_not_fit() -> None:
+    asked: list[int] = []
+
+    def alternatives() -> list[str]:
+        asked.append(1)
+        return ["It's 1, 1, 1, 1, 1.", "It's 1, 1, 1, 1.", "It's one one one one"]
+
+    assert reading_that_fits("It's 4, 8, 2, 1.", alternatives, {4, 8}) == "It's 4, 8, 2, 1."
+    assert reading_that_fits("Yes please", alternatives, frozenset()) == "Yes please"
+    assert not asked  # a reading that fits, or nothing asked for: no second pass
+    assert reading_that_fits("It's 1, 1, 1, 1, 1.", alternatives, {4}) == "It's 1, 1, 1, 1."
+    nothing = reading_that_fits("I don't know it", lambda: ["I don't know it."], {4})
+    assert nothing == "I don't know it"  # no reading fits: the first stands

@@ -83,6 +83,20 @@ class DialogueManager:
         spec = self._awaited(state)
         return spec.hint if spec is not None else ""
 
+    def digit_lengths(self, state: DialogueState) -> frozenset[int]:
+        """While digits are asked for, how many digits a number in the answer may have: any
+        digits slot's count (callers give the account number and PIN in one breath);
+        empty when no digits are asked for, or a slot takes any count."""
+        if self.expected_digits(state) == 0:
+            return frozenset()
+        lengths: set[int] = set()
+        for spec in self.extractor.specs.values():
+            if spec.type == "digits":
+                if spec.max_digits - spec.min_digits > 2:
+                    return frozenset()  # a slot of (almost) any length: every reading fits
+                lengths.update(range(spec.min_digits, spec.max_digits + 1))
+        return frozenset(lengths)
+
     def _awaited(self, state: DialogueState) -> SlotSpec | None:
         """The spec of the slot the assistant just asked for, if it asked for one."""
         return self.extractor.specs.get(state.pending or "")
