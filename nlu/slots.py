@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from nlu.numbers import spoken_digits_to_text
+from nlu.numbers import HOMOPHONES, TEENS, TENS, UNITS, spoken_digits_to_text
 
 MONTHS = {m.lower(): i for i, m in enumerate(
     ["January", "February", "March", "April", "May", "June", "July", "August", "September",
@@ -307,7 +307,7 @@ def _address(text: str, keywords: tuple[str, ...], expected: bool) -> str | None
             value = text[start:].strip(" .,!?")
             value = re.split(r"[.!?](?:\s|$)", value)[0]
             if len(value) >= 3:
-                return value
+                return _house_number(value)
     if expected:
         value = re.sub(r"^(it'?s|it is|i live (at|on|in)|that'?s|the address is)\s+", "",
                        text.strip(" .,!?"), flags=re.I)
@@ -315,8 +315,27 @@ def _address(text: str, keywords: tuple[str, ...], expected: bool) -> str | None
             return None  # "thank you, goodbye" answers nothing
         if not _looks_like_a_place(value, keywords):
             return None  # "I want to speak to a person": another request, not an address
-        return value or None
+        return _house_number(value) or None
     return None
+
+
+# Words ASR writes for a house number said before the street ("fine" is five); "oh"
+# and "o" are not house numbers.
+_HOUSE_WORDS = {word: number for word, number in
+                {**UNITS, **TEENS, **TENS, **HOMOPHONES, "fine": 5, "free": 3}.items()
+                if word not in ("o", "oh")}
+
+
+def _house_number(value: str) -> str:
+    """The house number as a caller meant it: ASR writes a pause after it as a comma
+    ("5, Rose Court") and may write it as a word or its homophone ("fine, Rose Court");
+    both are "5 Rose Court" when a street follows."""
+    m = re.match(r"([A-Za-z]+|\d+)[,.]?\s+(?=[A-Za-z])", value)
+    if m is None or not _STREET.search(value[m.end():]):
+        return value
+    word = m.group(1).lower()
+    number = word if word.isdigit() else _HOUSE_WORDS.get(word)
+    return value if number is None else f"{number} {value[m.end():]}"
 
 
 _STREET = re.compile(r"\b(road|rd|street|st|lane|ln|avenue|ave|drive|dr|way|close|court|ct|"

@@ -65,6 +65,19 @@ def test_a_year_in_a_birth_date_is_not_a_pin(slots: SlotExtractor) -> None:
     assert "pin" not in slots.extract("I was born on the 9th of March 1984", "date_of_birth")
 
 
+@pytest.mark.parametrize(("heard", "address"), [
+    ("It's fine, Rose Court, Oxford.", "5 Rose Court, Oxford"),  # "five" heard as "fine"
+    ("5, Rose Court, Oxford", "5 Rose Court, Oxford"),  # the pause after the number
+    ("My address is twelve Harbour Road", "12 Harbour Road"),
+    ("Fine, 12 Harbour Road", "Fine, 12 Harbour Road"),  # a number follows: not a house number
+    ("Oh, Rose Court, Oxford", "Oh, Rose Court, Oxford"),
+    ("Rose Cottage, Mill Lane", "Rose Cottage, Mill Lane"),
+])
+def test_a_house_number_is_written_as_the_caller_meant_it(slots: SlotExtractor, heard: str,
+                                                          address: str) -> None:
+    assert slots.extract(heard, "address")["address"] == address
+
+
 def test_identity_numbers_are_not_an_address(slots: SlotExtractor) -> None:
     assert "address" not in slots.extract("It's 40011234, pin 4821", "address")
 
