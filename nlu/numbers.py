@@ -8,7 +8,7 @@ extraction runs on the text after this normalisation.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 
 UNITS = {"zero": 0, "oh": 0, "o": 0, "nought": 0, "one": 1, "two": 2, "three": 3, "four": 4,
          "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9}
@@ -111,16 +111,3 @@ def fits_lengths(text: str, lengths: Collection[int]) -> bool:
     runs = [run for run in re.findall(r"\d+", spoken_digits_to_text(text)) if len(run) >= shortest]
     return bool(runs) and all(len(run) in lengths for run in runs)
 
-
-def reading_that_fits(heard: str, alternatives: Callable[[], list[str]],
-                      lengths: Collection[int]) -> str:
-    """The first reading of an answer whose numbers have the lengths asked for.
-
-    Whisper miscounts a digit said several times over ("1, 1, 1, 1, 1" for a PIN of
-    four ones, "free, free, free, free" for 3333); an IVR's digit grammar would reject
-    that reading, and so does this: ``heard`` stands if it fits (or nothing was asked
-    for), else the likeliest of ``alternatives()`` that fits, else ``heard``.
-    """
-    if not lengths or fits_lengths(heard, lengths):
-        return heard
-    return next((text for text in alternatives() if fits_lengths(text, lengths)), heard)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -21,7 +21,7 @@ from nlu.crm import Ticket
 from nlu.crm.demo import DemoCRM
 from nlu.dialogue.manager import DialogueManager
 from nlu.dialogue.state import TurnOutcome
-from nlu.numbers import reading_that_fits
+from nlu.readings import places_prompt, reading_that_fits, reading_that_names
 from voicedesk.errors import ConfigError
 
 TURN_KEYS = {"say", "audio", "dtmf", "expect"}
@@ -39,10 +39,11 @@ class Hear(Protocol):
     """A caller turn -> the words heard (the line itself in text mode, ASR in --audio)."""
 
     def __call__(self, turn: dict[str, Any], base: Path, hint: str = "",
-                 lengths: frozenset[int] = frozenset()) -> str:
+                 lengths: frozenset[int] = frozenset(), places: Sequence[str] = ()) -> str:
         """``base``: the scenario file's folder; ``hint``: how the answer the assistant
         asked for is written (DialogueManager.hearing_hint); ``lengths``: the digit
-        counts a number in it may have (DialogueManager.digit_lengths)."""
+        counts a number in it may have (DialogueManager.digit_lengths); ``places``: the
+        towns an address in it may name (DialogueManager.known_places)."""
         ...
 
 
@@ -102,7 +103,7 @@ def _check_keys(mapping: dict[str, Any], allowed: set[str], where: str) -> None:
 
 
 def text_mode(turn: dict[str, Any], base: Path, hint: str = "",
-              lengths: frozenset[int] = frozenset()) -> str:
+              lengths: frozenset[int] = frozenset(), places: Sequence[str] = ()) -> str:
     if "audio" in turn:
         raise ConfigError(f"turn with audio {turn['audio']} needs --audio mode (ASR)")
     return str(turn["say"])
@@ -132,7 +133,8 @@ def run_call(call: dict[str, Any], manager: DialogueManager, hear: Hear,
             caller = f"[dtmf {turn['dtmf']}]"
             outcome = manager.handle(state, dtmf=str(turn["dtmf"]))
         else:
-            caller = hear(turn, base, manager.hearing_hint(state), manager.digit_lengths(state))
+            caller = hear(turn, base, manager.hearing_hint(state), manager.digit_lengths(state),
+                          manager.known_places(state))
             outcome = manager.handle(state, text=caller)
         created += outcome.tickets
         turn_result = TurnResult(caller, outcome.reply, outcome.intent,
@@ -252,7 +254,7 @@ class AudioHearing:
         self.voice = voice
 
     def __call__(self, turn: dict[str, Any], base: Path, hint: str = "",
-                 lengths: frozenset[int] = frozenset()) -> str:
+                 lengths: frozenset[int] = frozenset(), places: Sequence[str] = ()) -> str:
         from asr.audio import SPEECH_RATE, load_audio, resample
         from asr.transcriber import AlternativesTranscriber
 
@@ -266,8 +268,10 @@ class AudioHearing:
         heard = self.transcriber.transcribe(samples, hint or None, fallback=False).text
         if not isinstance(self.transcriber, AlternativesTranscriber):
             return heard
-        return reading_that_fits(
-            heard, lambda: self.transcriber.alternatives(samples, hint or None), lengths)
+        alternatives = self.transcriber.alternatives
+        heard = reading_that_fits(heard, lambda: alternatives(samples, hint or None), lengths)
+        return reading_that_names(
+            heard, lambda: alternatives(samples, places_prompt(hint, places)), places)
 
 
 def speakable(text: str) -> str:

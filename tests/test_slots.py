@@ -5,7 +5,8 @@ import datetime as dt
 import pytest
 
 from nlu.domain import load_domain
-from nlu.numbers import fits_lengths, reading_that_fits, spoken_digits_to_text
+from nlu.numbers import fits_lengths, spoken_digits_to_text
+from nlu.readings import places_prompt, reading_that_fits, reading_that_names
 from nlu.slots import SlotExtractor
 
 
@@ -112,3 +113,15 @@ def test_the_next_best_reading_is_read_only_when_the_first_does_not_fit() -> Non
     assert reading_that_fits("It's 1, 1, 1, 1, 1.", alternatives, {4}) == "It's 1, 1, 1, 1."
     nothing = reading_that_fits("I don't know it", lambda: ["I don't know it."], {4})
     assert nothing == "I don't know it"  # no reading fits: the first stands
+
+
+def test_an_address_reading_must_name_a_town_served_when_one_is_known() -> None:
+    towns = ["Brightwater", "Kingsbridge", "Oxford"]
+    readings = ["88 station road, killing bridge.", "88 Station Road, Kingsbridge."]
+    assert reading_that_names("88 station road killing switch", lambda: readings,
+                              towns) == "88 Station Road, Kingsbridge."
+    assert reading_that_names("5 Rose Court, oxford", lambda: [], towns) == "5 Rose Court, oxford"
+    assert reading_that_names("a new town", lambda: ["another"], towns) == "a new town"
+    assert reading_that_names("anything", lambda: ["x"], []) == "anything"
+    prompt = places_prompt("My address is 12 Harbour Road.", towns)
+    assert prompt == "My address is 12 Harbour Road. Our towns: Brightwater, Kingsbridge, Oxford."

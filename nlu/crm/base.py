@@ -54,6 +54,11 @@ class CRM(Protocol):
 
     def outages_for(self, area_or_address: str) -> list[Outage]: ...
 
+    def service_areas(self) -> list[str]:
+        """The towns and areas the operator serves, as it writes them: speech recognition
+        is told their names while an address is asked for."""
+        ...
+
     def create_ticket(self, type: str, priority: str, account_number: str | None,
                       fields: dict[str, Any]) -> Ticket: ...
 

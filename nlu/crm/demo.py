@@ -138,6 +138,12 @@ class DemoCRM:
                     return _customer(row)
         return None
 
+    def service_areas(self) -> list[str]:
+        with Session(self.engine) as session:
+            areas = {*session.scalars(select(CustomerRow.area)),
+                     *session.scalars(select(OutageRow.area))}
+        return sorted(a for a in areas if a)
+
     def outages_for(self, area_or_address: str) -> list[Outage]:
         text = area_or_address.strip().lower()
         if not text:

@@ -97,6 +97,12 @@ class DialogueManager:
                 lengths.update(range(spec.min_digits, spec.max_digits + 1))
         return frozenset(lengths)
 
+    def known_places(self, state: DialogueState) -> list[str]:
+        """While an address is asked for, the places the operator serves (``CRM.service_areas``);
+        empty otherwise."""
+        spec = self._awaited(state)
+        return self.crm.service_areas() if spec is not None and spec.type == "address" else []
+
     def _awaited(self, state: DialogueState) -> SlotSpec | None:
         """The spec of the slot the assistant just asked for, if it asked for one."""
         return self.extractor.specs.get(state.pending or "")
