@@ -328,11 +328,13 @@ _HOUSE_WORDS = {word: number for word, number in
 
 def _house_number(value: str) -> str:
     """The house number as a caller meant it: ASR writes a pause after it as a comma
-    ("5, Rose Court") and may write it as a word or its homophone ("fine, Rose Court");
-    both are "5 Rose Court" when a street follows."""
-    m = re.match(r"([A-Za-z]+|\d+)[,.]?\s+(?=[A-Za-z])", value)
-    if m is None or not _STREET.search(value[m.end():]):
-        return value
+    ("5, Rose Court"), may tie it to the street with a hyphen ("94-Meadow Close") and may
+    write it as a word or its homophone ("fine, Rose Court"); all are "5 Rose Court"
+    when a street follows."""
+    m = re.match(r"([A-Za-z]+|\d+)(?:[,.]?\s+|-)(?=([A-Za-z]+))", value)
+    if m is None or not _STREET.search(value[m.end():]) or \
+            (m.group(0).endswith("-") and m.group(2).lower() in _HOUSE_WORDS):
+        return value  # no street after it, or "twenty-one": one number in two words
     word = m.group(1).lower()
     number = word if word.isdigit() else _HOUSE_WORDS.get(word)
     return value if number is None else f"{number} {value[m.end():]}"

@@ -73,6 +73,8 @@ def test_a_year_in_a_birth_date_is_not_a_pin(slots: SlotExtractor) -> None:
     ("Fine, 12 Harbour Road", "Fine, 12 Harbour Road"),  # a number follows: not a house number
     ("Oh, Rose Court, Oxford", "Oh, Rose Court, Oxford"),
     ("Rose Cottage, Mill Lane", "Rose Cottage, Mill Lane"),
+    ("I live at 94-Meadow Close, Oxford", "94 Meadow Close, Oxford"),  # tied by a hyphen
+    ("Twenty-high street, Kingsbridge", "20 high street, Kingsbridge"),
 ])
 def test_a_house_number_is_written_as_the_caller_meant_it(slots: SlotExtractor, heard: str,
                                                           address: str) -> None:

@@ -1,0 +1,144 @@
+"""How often an answer to a slot question is heard right: Whisper's first reading alone,
+against the reading chosen by what was asked for (``nlu.readings``), side by side.
+
+Run from the repository root::
+
+    python benchmarks/slot_hearing.py           # quick: 12 answers of each kind, ~2 minutes
+    python benchmarks/slot_hearing.py --full    # 40 of each
+
+Answers are generated from a fixed seed (``--seed``) the way callers give them:
+PINs (a third of them one digit four times, a fifth two pairs), account numbers
+with or without the PIN, and addresses in the towns of the scenario suite's CRM.
+espeak-ng speaks each (a voice other than the assistant's), and the scenario
+runner's ``AudioHearing`` hears it with the hint of the slot being asked for,
+exactly as ``voicedesk simulate --audio`` does. "first reading" is the greedy
+transcript; "chosen" lets ``AudioHearing`` replace a reading whose numbers do
+not have a digits slot's length, or whose address names no town served, by the
+likeliest of a beam search's readings that does. An answer counts as heard right
+when the slot extractor gets the value said from it: the digits exactly; for
+an address, the house number first and the town.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchlib import cpu_model, version, write_results  # noqa: E402
+
+from nlu.crm.demo import DemoCRM  # noqa: E402
+from nlu.scenarios import AudioHearing, load_scenarios  # noqa: E402
+from voicedesk.config import load_config  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+SUITE = ROOT / "nlu" / "domain" / "telecom" / "scenarios.yaml"
+RESULTS = Path(__file__).parent / "results" / "slot_hearing.json"
+KNOWN_ACCOUNT = "40019012"  # a customer of the suite: asked for the PIN next
+STREETS = ["Station Road", "Mill Lane", "Rose Court", "Bridge Street", "Harbour Road",
+           "Church Lane", "Park Avenue", "Meadow Close", "High Street", "Orchard Way"]
+
+
+def a_pin(rng: random.Random) -> str:
+    kind = rng.random()
+    if kind < 0.3:
+        return str(rng.randrange(10)) * 4
+    if kind < 0.5:
+        a, b = rng.sample("0123456789", 2)
+        return a + a + b + b
+    return "".join(rng.choice("0123456789") for _ in range(4))
+
+
+def answers(rng: random.Random, count: int, towns: list[str]) -> list[tuple[str, str, dict]]:
+    """(slot asked for, line said, values it holds), ``count`` of each kind."""
+    out: list[tuple[str, str, dict]] = []
+    for _ in range(count):
+        pin, account = a_pin(rng), "400" + "".join(rng.choice("0123456789") for _ in range(5))
+        line = rng.choice(["{p}", "my pin is {p}", "pin {p}", "it's {p}"]).format(p=pin)
+        out.append(("pin", line, {"pin": pin}))
+        form = rng.choice(["account {a} pin {p}", "my account number is {a}", "{a}",
+                           "it's {a} and the pin is {p}"])
+        values = {"account_number": account, **({"pin": pin} if "{p}" in form else {})}
+        out.append(("account_number", form.format(a=account, p=pin), values))
+        number, street, town = rng.randint(1, 120), rng.choice(STREETS), rng.choice(towns)
+        line = rng.choice(["{n} {s}, {t}", "it's {n} {s}, {t}", "I live at {n} {s}, {t}"])
+        out.append(("address", line.format(n=number, s=street, t=town),
+                    {"number": str(number), "town": town}))
+    return out
+
+
+def heard_right(found: dict[str, str], values: dict) -> bool:
+    if "town" in values:
+        address = found.get("address", "")
+        return address.split(" ")[0] == values["number"] and \
+            values["town"].lower() in address.lower()
+    return all(found.get(k) == v for k, v in values.items())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--full", action="store_true", help="40 answers of each kind")
+    parser.add_argument("--count", type=int, default=None, help="answers of each kind")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--json", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    count = args.count or (40 if args.full else 12)
+
+    from voice.assistant import Assistant
+    from voice.espeak_tts import EspeakSynthesizer
+
+    print("loading models ...", flush=True)
+    assistant = Assistant.load(load_config(None))
+    suite = load_scenarios(SUITE)
+    crm = DemoCRM()
+    crm.load(suite["customers"], suite["outages"])
+    manager = assistant.dialogue(crm)
+    asked = {}  # slot -> a dialogue state waiting for it
+    for slot, lines in {"account_number": ["What's my balance?"],
+                        "pin": ["What's my balance?", f"It's {KNOWN_ACCOUNT}"],
+                        "address": ["My internet is down"]}.items():
+        state = manager.start()
+        for line in lines:
+            manager.handle(state, text=line)
+        assert state.pending == slot, (slot, state.pending)
+        asked[slot] = state
+    hear = AudioHearing(assistant.transcriber, EspeakSynthesizer())
+    modes = ("first reading", "chosen")
+    rows: list[dict] = []
+    for slot, line, values in answers(random.Random(args.seed), count, crm.service_areas()):
+        state, row = asked[slot], {"slot": slot, "said": line}
+        for mode in modes:
+            extra = {} if mode == "first reading" else {
+                "lengths": manager.digit_lengths(state), "places": manager.known_places(state)}
+            started = time.perf_counter()
+            text = hear({"say": line}, SUITE.parent, manager.hearing_hint(state), **extra)
+            row[mode] = {"heard": text, "seconds": round(time.perf_counter() - started, 3),
+                         "right": heard_right(manager.extractor.extract(text, slot), values)}
+        rows.append(row)
+        print(f"{slot:15s} {line[:36]:36s} " + " | ".join(
+            f"{'ok' if row[m]['right'] else 'XX'} {row[m]['heard'][:30]}" for m in modes),
+            flush=True)
+
+    print(f"\n{'answers':22s}" + "".join(f"{m:>22s}" for m in modes))
+    summary: dict[str, dict] = {}
+    for slot in ("pin", "account_number", "address", "all"):
+        chosen = [r for r in rows if slot in ("all", r["slot"])]
+        summary[slot] = {m: {"right": sum(r[m]["right"] for r in chosen), "of": len(chosen),
+                             "median_s": statistics.median(r[m]["seconds"] for r in chosen)}
+                         for m in modes}
+        print(f"{slot:22s}" + "".join(
+            f"{summary[slot][m]['right']:>12d} of {len(chosen):<3d} "
+            f"{summary[slot][m]['median_s']:4.2f}s" for m in modes))
+    write_results(args.json, {
+        "date": time.strftime("%Y-%m-%d %H:%M"), "cpu": cpu_model(), "seed": args.seed,
+        "count_per_kind": count, "faster-whisper": version("faster-whisper"),
+        "asr_model": assistant.config.asr.model, "summary": summary, "answers": rows})
+
+
+if __name__ == "__main__":
+    main()
