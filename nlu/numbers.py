@@ -110,4 +110,3 @@ def fits_lengths(text: str, lengths: Collection[int]) -> bool:
     shortest = min(lengths) - 1
     runs = [run for run in re.findall(r"\d+", spoken_digits_to_text(text)) if len(run) >= shortest]
     return bool(runs) and all(len(run) in lengths for run in runs)
-

@@ -19,18 +19,26 @@ from nlu.numbers import fits_lengths
 MAX_PLACES = 24
 
 
+def first_that(fits: Callable[[str], bool], heard: str,
+               alternatives: Callable[[], list[str]]) -> str:
+    """``heard`` if it fits, else the likeliest of ``alternatives()`` that does, else
+    ``heard`` (a caller may well answer something else than what was asked)."""
+    if fits(heard):
+        return heard
+    return next((text for text in alternatives() if fits(text)), heard)
+
+
 def reading_that_fits(heard: str, alternatives: Callable[[], list[str]],
                       lengths: Collection[int]) -> str:
     """The first reading of an answer whose numbers have the lengths asked for.
 
     Whisper miscounts a digit said several times over ("1, 1, 1, 1, 1" for a PIN of
     four ones, "free, free, free, free" for 3333); an IVR's digit grammar would reject
-    that reading, and so does this: ``heard`` stands if it fits (or nothing was asked
-    for), else the likeliest of ``alternatives()`` that fits, else ``heard``.
+    that reading, and so does this. Nothing asked for: ``heard`` stands.
     """
-    if not lengths or fits_lengths(heard, lengths):
+    if not lengths:
         return heard
-    return next((text for text in alternatives() if fits_lengths(text, lengths)), heard)
+    return first_that(lambda text: fits_lengths(text, lengths), heard, alternatives)
 
 
 def names_a_place(text: str, places: Sequence[str]) -> bool:
@@ -46,8 +54,7 @@ def places_prompt(hint: str, places: Sequence[str]) -> str:
 
 def reading_that_names(heard: str, alternatives: Callable[[], list[str]],
                        places: Sequence[str]) -> str:
-    """``heard`` if it names one of ``places`` (or there are none), else the likeliest of
-    ``alternatives()`` that does, else ``heard``."""
-    if not places or names_a_place(heard, places):
+    """The first reading of an address that names one of ``places``; none: ``heard``."""
+    if not places:
         return heard
-    return next((text for text in alternatives() if names_a_place(text, places)), heard)
+    return first_that(lambda text: names_a_place(text, places), heard, alternatives)
