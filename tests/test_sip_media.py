@@ -66,6 +66,22 @@ def test_jitter_buffer_fills_losses_with_silence_and_drops_late_packets() -> Non
     assert buffer.pop().all()
 
 
+def test_jitter_buffer_owes_skipped_ticks_only_once_playing_and_then_keeps_the_backlog(
+        ) -> None:
+    buffer = JitterBuffer(delay_frames=0, max_frames=5)
+    buffer.owe(40)  # a stall before the first packet: nothing to owe
+    assert buffer.owed == 0
+    frames = [_tone(FRAME, 200.0 + 50 * k) for k in range(12)]
+    buffer.push(0, frames[0])
+    buffer.owe(10)  # the clock is 10 ticks ahead of the buffer
+    for k in range(1, 12):  # 11 frames ahead of the next pop: past max_frames, but owed
+        buffer.push(k * FRAME, frames[k])
+    assert buffer.skipped == 0
+    played = [buffer.pop() for _ in range(12)]
+    assert buffer.owed == 0
+    np.testing.assert_array_equal(np.concatenate(played), np.concatenate(frames))
+
+
 def test_jitter_buffer_survives_timestamp_wraparound() -> None:
     buffer = JitterBuffer(delay_frames=0)
     start = 2**32 - 2 * FRAME

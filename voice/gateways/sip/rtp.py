@@ -133,6 +133,13 @@ class JitterBuffer:
         self._next = end
         return out
 
+    def owe(self, frames: int) -> None:
+        """The clock passed ``frames`` ticks without popping (a stall); they are popped
+        next, so packets that far ahead are not yet too far. Before any packet there is
+        nothing to owe."""
+        if self._next is not None:
+            self.owed += frames
+
     @property
     def buffered(self) -> int:
         """Samples received and not yet released."""
@@ -318,7 +325,7 @@ class RtpSession:
         """
         if not frames or self._protocol is None:
             return
-        self.jitter.owed += frames
+        self.jitter.owe(frames)
         for _ in range(4 * frames):  # bounded: a flood must not hold the loop either
             try:
                 data, addr = self.sock.recvfrom(65536)
