@@ -186,3 +186,29 @@ def test_pci_scrub_leaves_turns_without_cards_untouched() -> None:
     scrubbed = scrub_turn("my pin is 4821", WORDS, "your pin is 4821", samples, 16_000)
     assert not scrubbed.changed
     assert scrubbed.transcript == "my pin is 4821" and np.array_equal(scrubbed.samples, samples)
+
+
+@pytest.mark.parametrize("said", [
+    "I want to pay my bill with my cut. The number is 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1.",
+    "1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1.",  # the card's digits heard as a turn of their own
+    "it's four five three nine one four eight eight oh three four three",
+])
+def test_a_long_number_nothing_else_claims_is_taken_for_a_misheard_card(said: str) -> None:
+    result = redact_text(said)
+    assert result.counts == {"card_number": 1}, result.text
+    assert not any(c.isdigit() for c in result.text)
+
+
+def test_long_numbers_that_say_what_they_are_keep_their_kind() -> None:
+    assert redact_text("my phone number is 0044 7700 900 123").counts == {"phone_number": 1}
+    assert redact_text("call me on +44 7700 900 123 4").counts == {"phone_number": 1}
+    assert redact_text("the order reference is 1234 5678 9012 3456").counts == {}
+
+
+def test_an_account_number_and_pin_given_when_asked_are_not_taken_for_a_card() -> None:
+    samples = np.full(8000, 0.25, dtype=np.float32)
+    said = "It's 4001 1234 4821."  # twelve digits: account number and PIN in one breath
+    asked = scrub_turn(said, [], "", samples, 16_000, digits_asked=True)
+    assert not asked.changed and asked.transcript == said
+    unasked = scrub_turn(said, [], "", samples, 16_000)
+    assert unasked.counts == {"card_number": 1} and "4001" not in unasked.transcript

@@ -130,7 +130,8 @@ def _run_turn(assistant: Assistant, manager: DialogueManager, state: DialogueSta
     started = time.perf_counter()
     transcript = assistant.transcriber.transcribe(caller.slice(span.start, span.end))
     asr_ms = (time.perf_counter() - started) * 1000
-    transcript, redactions = _scrub_cards(transcript, caller, span)
+    transcript, redactions = _scrub_cards(transcript, caller, span,
+                                          manager.expected_digits(state) > 0)
     if not transcript.text.strip():
         return None  # a cough or line noise: not a turn
     started = time.perf_counter()
@@ -158,8 +159,8 @@ def _run_turn(assistant: Assistant, manager: DialogueManager, state: DialogueSta
                       redactions)
 
 
-def _scrub_cards(transcript: Transcript, caller: Audio, span: SpeechSpan
-                 ) -> tuple[Transcript, dict[str, int]]:
+def _scrub_cards(transcript: Transcript, caller: Audio, span: SpeechSpan,
+                 digits_asked: bool) -> tuple[Transcript, dict[str, int]]:
     """Card numbers out of the turn (text, words, and the caller's audio, in place) before
     the dialogue, the outputs or the store see it (PCI DSS)."""
     from training.data.pci import scrub_turn
@@ -167,7 +168,8 @@ def _scrub_cards(transcript: Transcript, caller: Audio, span: SpeechSpan
     rows = [{"word": w.text, "start": w.start, "end": w.end, "probability": w.probability}
             for w in transcript.words]
     clip = caller.slice(span.start, span.end)
-    scrubbed = scrub_turn(transcript.text, rows, "", clip, caller.sample_rate)
+    scrubbed = scrub_turn(transcript.text, rows, "", clip, caller.sample_rate,
+                          digits_asked=digits_asked)
     if not scrubbed.changed:
         return transcript, {}
     first = round(span.start * caller.sample_rate)

@@ -37,14 +37,15 @@ PREROLL_S = 1.0
 MAX_LAG_S = 0.15  # skip partial passes while the stage is this far behind the line
 
 
-def scrub_cards(text: str, words: tuple[Word, ...], audio: np.ndarray, audio_t: float
+def scrub_cards(text: str, words: tuple[Word, ...], audio: np.ndarray, audio_t: float,
+                digits_asked: bool = False
                 ) -> tuple[str, tuple[Word, ...], np.ndarray, dict[str, Any]]:
     """Card numbers out of the turn before anything downstream sees or stores it (PCI DSS)."""
     from training.data.pci import scrub_turn
 
     rows = [{"word": w.text, "start": w.start - audio_t, "end": w.end - audio_t,
              "probability": w.probability} for w in words]
-    scrubbed = scrub_turn(text, rows, "", audio, SPEECH_RATE)
+    scrubbed = scrub_turn(text, rows, "", audio, SPEECH_RATE, digits_asked=digits_asked)
     if not scrubbed.changed:
         return text, words, audio, {}
     kept = tuple(Word(float(r["start"]) + audio_t, float(r["end"]) + audio_t, str(r["word"]),
@@ -160,7 +161,8 @@ class Hearing(Stage):
         audio = (np.concatenate([f.samples for f in self._turn_frames]) if self._turn_frames
                  else np.zeros(0, dtype=np.float32))
         text, words, audio, redactions = scrub_cards(final.text, final.words, audio,
-                                                     self._audio_t)
+                                                     self._audio_t,
+                                                     self.ctx.expected_digits > 0)
         if redactions:
             self.ctx.redacted.extend((self._audio_t + a, self._audio_t + b)
                                      for a, b in redactions["ranges"])

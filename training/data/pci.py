@@ -5,12 +5,13 @@ dataset or an export; a full card number may not be stored at all. A call
 writer passes each turn through ``scrub_turn`` before building its
 ``TurnRecord`` and silences the whole-call recording with the returned
 ``ranges`` (shifted by the turn's start in that recording). Only card
-numbers (Luhn-checked) and card security codes are touched here.
+numbers (Luhn-checked, after a card word, or too long to be anything else) and
+card security codes are touched here.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -38,14 +39,19 @@ class ScrubbedTurn:
 
 def scrub_turn(transcript: str, words: list[dict[str, Any]], reply: str,
                samples: np.ndarray, sample_rate: int,
-               policy: RedactionPolicy = CARD_ONLY) -> ScrubbedTurn:
+               policy: RedactionPolicy = CARD_ONLY, digits_asked: bool = False
+               ) -> ScrubbedTurn:
     """The turn with every card number replaced in text and words and silenced in audio.
 
     ``counts`` is what goes into the turn's ``redactions`` column. If the
     transcript holds a card number the word times cannot place (no words, or
     words that differ from the text), the caller audio of the whole turn is
     silenced: losing a turn's audio is acceptable, storing a spoken card is not.
+    ``digits_asked``: the assistant asked for digits (account number, PIN), so a long
+    number with no card word is the answer, not a card (``unclaimed_card_digits``).
     """
+    if digits_asked:
+        policy = replace(policy, unclaimed_card_digits=None)
     text = redact_text(transcript, policy)
     said = redact_words(words, policy)
     answer = redact_text(reply, policy)

@@ -4,9 +4,10 @@ Detection returns character spans and a kind, never a cleaned string, so one
 finding drives the text placeholder, the word list and the audio silence
 alike. Rules are deterministic and conservative in one direction: a false
 alarm costs a few words of training data, a miss leaks a customer's data.
-Card numbers must pass the Luhn check (a random 16-digit number is not a
-card); everything else is anchored by what the caller said before it ("my
-PIN is ...") or by an unmistakable shape (an e-mail address, "+44 ...").
+Card numbers pass the Luhn check, follow a card word, or are too long (12+
+digits) to be anything else and said with no word naming them; everything
+else is anchored by what the caller said before it ("my PIN is ...") or by an
+unmistakable shape (an e-mail address, "+44 ...").
 """
 
 from __future__ import annotations
@@ -85,6 +86,10 @@ class RedactionPolicy:
                                      "password")
     dob_keywords: tuple[str, ...] = ("date of birth", "birth date", "birthday", "born", "dob",
                                      "d.o.b")
+    # A card read out loses digits to ASR (16 said, 12 heard): a number this long that no
+    # word names is taken for a card. None while the caller answers a question for digits
+    # (an account number and PIN in one breath are 12).
+    unclaimed_card_digits: int | None = 12
     keyword_window: int = 32  # characters before a number searched for its keyword
     audio_padding_s: float = 0.15  # Whisper's word times are only this good
 
@@ -195,12 +200,34 @@ def _cards(text: str, tokens: list[Token], policy: RedactionPolicy) -> list[PiiS
                 taken.append((a, b))
                 spans.append(_span(tokens, a, b, "card_number"))
         if not taken:
-            spans += [_span(tokens, a, b, "card_number") for a, b in _anchored(
-                text, tokens, run, policy.card_keywords, (low - 1, high), policy.keyword_window)]
+            anchored = _anchored(text, tokens, run, policy.card_keywords, (low - 1, high),
+                                 policy.keyword_window)
+            if not anchored and _unclaimed_long_number(text, tokens, run, policy):
+                anchored = [(run[0], run[-1])]
+            spans += [_span(tokens, a, b, "card_number") for a, b in anchored]
         # The security code on the back is card data too (PCI DSS forbids storing it).
         for a, b in _anchored(text, tokens, run, policy.card_security_keywords, (3, 4)):
             spans.append(_span(tokens, a, b, "card_number"))
     return spans + _card_context(text, tokens, policy, spans)
+
+
+def _unclaimed_long_number(text: str, tokens: list[Token], run: list[int],
+                           policy: RedactionPolicy) -> bool:
+    """A number too long to be anything a caller says here but a card, said with no word
+    that makes it something else: treated as a card although it fails the Luhn check.
+
+    ASR drops and repeats the digits of a read-out card and mishears the words before
+    it ("my cut, the number is 1, 1, 1, ..." for "my card, the number is 4111 ..."), so
+    neither the check digit nor "card" can be relied on. Phone numbers (an international
+    "+..." or after "phone"), account and reference numbers keep their own kinds.
+    """
+    least = policy.unclaimed_card_digits
+    if least is None or len(_digits(tokens, run[0], run[-1])) < least \
+            or tokens[run[0]].text.lstrip("\"'([").startswith("+"):
+        return False
+    others = policy.phone_keywords + policy.account_keywords + policy.pin_keywords \
+        + tuple(_OTHER_NUMBERS)
+    return not _keyword_before(text, tokens[run[0]].start, others, policy.keyword_window)
 
 
 def _card_context(text: str, tokens: list[Token], policy: RedactionPolicy,
