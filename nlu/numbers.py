@@ -47,6 +47,15 @@ def _value(words: list[str]) -> tuple[str, int] | None:
     return None
 
 
+def _read_digit_by_digit(words: list[str]) -> bool:
+    """Whether ``words`` start with digits read one word each ("zero zero one", "double
+    five"), as after a homophone that is a digit: "account for zero zero one" but not
+    "waiting for two weeks" nor "for twenty one days"."""
+    if words[:1] and words[0] in REPEAT:
+        return True
+    return len(words) >= 2 and words[0] in UNITS and (words[1] in UNITS or words[1] in REPEAT)
+
+
 def spoken_digits_to_text(text: str) -> str:
     """Replace runs of number words with digits; digit runs separated by spaces are joined.
 
@@ -67,8 +76,8 @@ def spoken_digits_to_text(text: str) -> str:
             # "oh" is zero only inside a run of digits: "four oh one", not "oh, hello";
             # "for" is four only there too: "account for zero zero", not "pay for it".
             before = "".join(out).rstrip()
-            after = _value(words[1:]) if len(words) > 1 else None
-            if not (before[-1:].isdigit() or after is not None
+            ahead = [t.lower() for t in tokens[i + 1:i + 8] if not t.isspace()]
+            if not (before[-1:].isdigit() or _read_digit_by_digit(ahead)
                     or _DIGIT_BY_DIGIT.match("".join(tokens[i + 1:i + 8]))):
                 hit = None
         if hit is None:

@@ -31,6 +31,9 @@ def slots() -> SlotExtractor:
         ("It's for 001, 9012", "It's 4001, 9012"),
         ("I've been waiting for 2 months", "I've been waiting for 2 months"),
         ("pay for 100 dollars of data", "pay for 100 dollars of data"),
+        ("I've been waiting for two weeks", "I've been waiting for 2 weeks"),
+        ("on hold for twenty one minutes", "on hold for 21 minutes"),
+        ("account for double five one", "account 4551"),
     ],
 )
 def test_spoken_numbers_become_digits(spoken: str, digits: str) -> None:
