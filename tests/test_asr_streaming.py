@@ -188,6 +188,67 @@ class _Silent:
         return Transcript(duration=len(samples) / SPEECH_RATE)
 
 
+class _Hinted:
+    """Hears "It's for Mirror" plainly and the digits only with the answer's prompt (tiny.en
+    on espeak-ng "zero" at 8 kHz); records every pass's audio length and prompt."""
+
+    name = "hinted"
+
+    def __init__(self, hinted: str) -> None:
+        self.hinted = hinted
+        self.calls: list[tuple[float, str | None]] = []
+
+    def transcribe(self, samples: np.ndarray, prompt: str | None = None,
+                   fallback: bool = True) -> Transcript:
+        from asr.transcript import Segment
+
+        duration = len(samples) / SPEECH_RATE
+        self.calls.append((duration, prompt))
+        said = self.hinted if prompt == HINT else "It's for Mirror, Mirror, one, nine."
+        words = said.split()
+        step = duration / len(words)
+        timed = tuple(Word(k * step, (k + 1) * step, f" {w}", 0.9) for k, w in enumerate(words))
+        return Transcript((Segment(0.0, duration, said, timed),), duration=duration)
+
+
+HINT = "My account number is 4, 0, 0, 7, 1, 3, 9, 2."
+
+
+def _eight_digits(text: str) -> bool:
+    return sum(c.isdigit() for c in text) == 8
+
+
+@pytest.mark.parametrize(("hinted", "taken"), [
+    ("It's 4, 0, 0, 1, 9, 0, 1, 2.", True),
+    ("It's 4, 0, 0, 1.", False),  # not the answer either: the plain pass decides
+])
+def test_an_expected_answer_is_heard_with_its_prompt_over_the_speech_only(
+        hinted: str, taken: bool) -> None:
+    from asr.streaming import EXPECTED_TAIL_S, Expectation
+
+    whisper = _Hinted(hinted)
+    streamer = StreamingTranscriber(whisper)
+    streamer.expect(Expectation(HINT, _eight_digits))
+    speech = np.full(FRAME, 0.1, dtype=np.float32)
+    events = []
+    for _ in range(100):  # 2 s of speech: partial passes, never with the prompt
+        streamer.push(speech, True)
+        events += streamer.poll()
+    assert whisper.calls and all(prompt != HINT for _, prompt in whisper.calls)
+    assert streamer.answer == ""
+    for _ in range(25):  # half a second of pause (a busy loop), then one settled pass
+        streamer.push(np.zeros(FRAME, dtype=np.float32), False)
+    events += streamer.poll()
+    settled = [(s, p) for s, p in whisper.calls if p == HINT]
+    assert len(settled) == 1
+    assert settled[0][0] == pytest.approx(2.0 + EXPECTED_TAIL_S, abs=0.001)  # not all 0.5 s
+    assert streamer.answer == (hinted if taken else "")
+    final = streamer.end_turn()[-1]
+    assert isinstance(final, Final)
+    assert final.text == (hinted if taken else "It's for Mirror, Mirror, one, nine.")
+    assert streamer.expected_heard == int(taken)
+
+
 # ---- the streamer on real audio and the real model ---------------------------------------
 
 

@@ -104,6 +104,7 @@ class Hearing(Stage):
             self._turn_frames = []
             self._text = ""
             self._start = None
+            self.stream.expect(self.ctx.expectation)
             kept = [f for f in self._preroll if f.t + len(f.samples) / 16_000 > frame.t]
             self._audio_t = kept[0].t if kept else frame.t
             self.stream.reset(self._audio_t)
@@ -204,7 +205,8 @@ class Hearing(Stage):
             if isinstance(event, Partial):
                 self._text, changed = event.text, True
         # Even an unchanged text is news: it now covers the audio up to the pause.
-        self.ctx.latest_partial, self.ctx.latest_partial_t = self._text, self.stream.time
+        self.ctx.latest_partial = self.stream.answer or self._text
+        self.ctx.latest_partial_t = self.stream.time
         self.ctx.partial_stable = pause
         if changed or pause:
             await self.push(Transcript(self._text, False, self.ctx.clock.now(), stable=pause))

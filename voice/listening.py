@@ -7,13 +7,15 @@ caller talks over the assistant.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections import deque
 
 import numpy as np
 
 from asr.audio import resample
-from nlu.numbers import HOMOPHONES, spoken_digits_to_text
+from asr.streaming import Expectation
+from nlu.numbers import HOMOPHONES, fits_lengths, spoken_digits_to_text
 from voice.context import CallContext
 from voice.echo import RATE as ECHO_RATE
 from voice.echo import EchoGate
@@ -29,6 +31,7 @@ from voice.frames import (
 from voice.pipeline import Stage
 from voice.vad import create_vad
 
+log = logging.getLogger(__name__)
 SPEECH_RATE = 16_000
 NOISE_MARGIN = 3.0  # about 10 dB above the noise floor
 BARGE_IN_MARGIN = 4.0  # talking over the assistant needs 12 dB over the floor
@@ -70,6 +73,19 @@ def sounds_finished(text: str, expected_digits: int = 0) -> bool | None:
     if text.rstrip().endswith(("?", "!")):
         return True
     return not (words[-1] in _CONTINUES or text.rstrip().endswith((",", "-", "...")))
+
+
+def expected_answer(expected_digits: int, lengths: frozenset[int], hint: str
+                    ) -> Expectation | None:
+    """While digits are asked for, what the answer looks like: numbers of the lengths the
+    digits slots take, and enough digits to be done. None: nothing to expect."""
+    if not expected_digits or not lengths or not hint:
+        return None
+
+    def fits(text: str) -> bool:
+        return fits_lengths(text, lengths) and sounds_finished(text, expected_digits) is not False
+
+    return Expectation(hint, fits)
 
 
 class Listening(Stage):
@@ -162,6 +178,8 @@ class Listening(Stage):
             finished = False if self.ctx.pause_pass_pending else None
         need = self.ends[1] if finished is None else self.ends[0] if finished else self.ends[2]
         if silence >= need:
+            log.debug("turn ended after %.0f ms of silence (finished: %s): %r",
+                      silence * 1000, finished, self.ctx.latest_partial)
             self.in_turn = False
             self._recent.clear()
             await self.push(TurnEnded(self.turn_start, min(end, self.last_voiced + self.padding),

@@ -37,6 +37,7 @@ from voice.frames import (
     Transcript,
     TurnEnded,
 )
+from voice.listening import expected_answer
 from voice.pipeline import Stage
 from voice.pool import URGENT
 from voice.sentences import split_sentences
@@ -210,6 +211,9 @@ class TurnManager(Stage):
         entry.reply = outcome.reply
         self.ctx.turns.append(entry)
         self.ctx.expected_digits = self.manager.expected_digits(self.state)
+        self.ctx.expectation = expected_answer(self.ctx.expected_digits,
+                                               self.manager.digit_lengths(self.state),
+                                               self.manager.hearing_hint(self.state))
         await self._say(outcome.reply, len(self.ctx.turns) - 1)
         if outcome.end_call:
             await self.push(EndCall("transfer" if outcome.handoff else "goodbye",
