@@ -147,10 +147,20 @@ def calibrate(classifier: IntentClassifier, texts: Sequence[str], labels: Sequen
     the out-of-scope turns; without, the one that maximises in-scope accuracy
     plus out-of-scope recall.
     """
-    oos = classifier.info.out_of_scope
     probs = classifier.probabilities(list(texts))
+    chosen = choose_threshold(probs, classifier.labels, labels, classifier.info.out_of_scope,
+                              target_recall)
+    classifier.info.threshold = chosen
+    classifier.info.save(classifier.folder)
+    return chosen
+
+
+def choose_threshold(probs: np.ndarray, classes: Sequence[str], labels: Sequence[str],
+                     oos: str, target_recall: float | None = None) -> float:
+    """The out-of-scope threshold on the top probability (``calibrate``), from the
+    probabilities of dev turns over ``classes`` (of one model, or averaged over several)."""
     top = probs.max(axis=1)
-    argmax = [classifier.labels[i] for i in probs.argmax(axis=1)]
+    argmax = [classes[i] for i in probs.argmax(axis=1)]
     is_oos = np.array([label == oos for label in labels])
     if is_oos.all() or not is_oos.any():
         raise VoicedeskError("calibrating the out-of-scope threshold needs dev turns both in "
@@ -163,13 +173,10 @@ def calibrate(classifier: IntentClassifier, texts: Sequence[str], labels: Sequen
         recall = float(((below | right) & is_oos)[is_oos].mean())
         if target_recall is not None:
             if recall >= target_recall:
-                chosen = float(threshold)
-                break
+                return float(threshold)
             continue
         if in_acc + recall > best:
             best, chosen = in_acc + recall, float(threshold)
-    classifier.info.threshold = chosen
-    classifier.info.save(classifier.folder)
     return chosen
 
 
