@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from nlu.domain import load_domain
@@ -79,6 +80,27 @@ def test_calibration_sets_a_threshold_that_finds_out_of_scope_turns(trained: dic
     found = [p.intent for p in classifier.predict(outside)].count("out_of_scope")
     assert found >= 3
     assert IntentClassifier(classifier.folder).info.threshold == threshold  # saved with it
+
+
+def test_the_threshold_is_chosen_from_probabilities_alone() -> None:
+    from training.intent_classifier import choose_threshold
+
+    classes = ["a", "b", "out_of_scope"]
+    probs = np.array([[0.9, 0.05, 0.05],  # a, sure
+                      [0.2, 0.7, 0.1],  # b
+                      [0.5, 0.3, 0.2],  # out of scope, taken for a
+                      [0.3, 0.35, 0.35],  # out of scope, unsure
+                      [0.1, 0.1, 0.8]])  # out of scope, as a class
+    labels = ["a", "b", "out_of_scope", "out_of_scope", "out_of_scope"]
+    # a third of the out-of-scope turns is found by the class alone; two thirds need the
+    # threshold above 0.35; all three, above 0.5
+    assert choose_threshold(probs, classes, labels, "out_of_scope", 0.3) == 0.0
+    assert choose_threshold(probs, classes, labels, "out_of_scope", 0.6) == pytest.approx(0.5)
+    assert choose_threshold(probs, classes, labels, "out_of_scope", 1.0) == pytest.approx(0.7)
+    # without a target: the best in-scope accuracy plus recall (all of both)
+    assert choose_threshold(probs, classes, labels, "out_of_scope") == pytest.approx(0.7)
+    with pytest.raises(VoicedeskError, match="both in scope and out of scope"):
+        choose_threshold(probs[:2], classes, labels[:2], "out_of_scope")
 
 
 def test_bad_training_input_is_refused_with_a_reason(encoder: str, tmp_path: Path) -> None:

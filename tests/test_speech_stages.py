@@ -79,6 +79,22 @@ def test_words_decide_whether_a_turn_sounds_finished() -> None:
     assert sounds_finished("It's 40019012 and I was born in 19", 8) is None
 
 
+def test_an_expected_answer_has_the_lengths_asked_for_and_enough_digits() -> None:
+    from voice.listening import expected_answer
+
+    assert expected_answer(0, frozenset({4, 8}), "My PIN is 5, 8, 6, 0.") is None
+    assert expected_answer(8, frozenset(), "hint") is None  # a slot of any length
+    account = expected_answer(8, frozenset({4, 8}), "My account number is 4, 0, 0, 7, ...")
+    assert account is not None and account.prompt.startswith("My account number")
+    assert account.fits("It's 4, 0, 0, 1, 9, 0, 1, 2.")
+    assert account.fits("40019012 and my PIN is 2468")  # both in one breath
+    assert not account.fits("It's for Mirror, Mirror, One, Nine, Mirror, One, Two.")
+    assert not account.fits("It's 4, 0, 0, 1.")  # a group, and the caller goes on
+    assert not account.fits("4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,")  # a loop
+    pin = expected_answer(4, frozenset({4, 8}), "My PIN is 5, 8, 6, 0.")
+    assert pin is not None and pin.fits("2, 4, 6, 8.") and not pin.fits("Two four.")
+
+
 def _listening_ctx(config, **fields):
     from types import SimpleNamespace
 
