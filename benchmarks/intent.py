@@ -39,9 +39,10 @@ import shutil
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -136,24 +137,31 @@ def _train(name: str, encoder: str, train: Split, out: Path, epochs: float,
     return outcome.model_dir, seconds, outcome.loop.steps
 
 
+def _seeded(data_set: str, encoder: str, train: Split, work: Path, epochs: float,
+            say: Callable[[str], None], seeds: int) -> Iterator[tuple[Any, float, int]]:
+    """One model per seed, trained as it is asked for: (classifier, seconds, steps)."""
+    from nlu.intent_classifier import IntentClassifier
+
+    for seed in range(seeds):
+        name = data_set if seeds == 1 else f"{data_set}, seed {seed}"
+        model_dir, seconds, steps = _train(name, encoder, train, work / f"{data_set}-{seed}",
+                                           epochs, say, seed)
+        yield IntentClassifier(model_dir), seconds, steps
+
+
 def run_banking77(folder: Path, encoder: str, work: Path, full: bool, epochs: float,
                   say: Callable[[str], None], seeds: int = 1) -> dict:
     """``seeds`` > 1: that many models, trained with different seeds (batch order and
     head initialisation), their probabilities averaged; each member is also scored."""
-    from nlu.intent_classifier import IntentClassifier
-
     train, test = banking77(folder)
     if not full:
         train, test = _per_label(train, 20, 1), _per_label(test, 10, 2)
     total_s, steps, members = 0.0, 0, []
     probabilities = None
     started = time.perf_counter()
-    for seed in range(seeds):
-        name = "banking77" if seeds == 1 else f"banking77, seed {seed}"
-        model_dir, seconds, steps = _train(name, encoder, train, work / f"banking77-{seed}",
-                                           epochs, say, seed)
-        total_s += seconds
-        classifier = IntentClassifier(model_dir)
+    for classifier, seconds, run_steps in _seeded("banking77", encoder, train, work, epochs, say,
+                                                  seeds):
+        total_s, steps = total_s + seconds, run_steps
         probs = classifier.probabilities(test.texts)
         members.append(accuracy([classifier.labels[i] for i in probs.argmax(axis=1)],
                                 test.labels))
@@ -171,8 +179,6 @@ def run_clinc150(folder: Path, encoder: str, work: Path, full: bool, epochs: flo
                  oos_recall: float, say: Callable[[str], None], seeds: int = 1) -> dict:
     """``seeds`` > 1: that many models, their probabilities averaged, the threshold
     calibrated on the averaged ``val`` probabilities; each member is also scored alone."""
-    from nlu.intent_classifier import IntentClassifier
-
     data = clinc150(folder)
     train, val, test, oos_test = data["train"], data["val"], data["test"], data["oos_test"]
     if not full:
@@ -180,12 +186,9 @@ def run_clinc150(folder: Path, encoder: str, work: Path, full: bool, epochs: flo
         test, oos_test = _per_label(test, 5, 3), _per_label(oos_test, 200, 4)
     total_s, steps, members = 0.0, 0, []
     summed: dict[str, np.ndarray] = {}
-    for seed in range(seeds):
-        name = "clinc150" if seeds == 1 else f"clinc150, seed {seed}"
-        model_dir, seconds, steps = _train(name, encoder, train, work / f"clinc150-{seed}",
-                                           epochs, say, seed)
-        total_s += seconds
-        classifier = IntentClassifier(model_dir)
+    for classifier, seconds, run_steps in _seeded("clinc150", encoder, train, work, epochs, say,
+                                                  seeds):
+        total_s, steps = total_s + seconds, run_steps
         probs = {part: classifier.probabilities(split.texts)
                  for part, split in (("val", val), ("test", test), ("oos_test", oos_test))}
         members.append(_clinc_scores(probs, classifier.labels, val.labels, test.labels,
