@@ -277,3 +277,28 @@ def test_a_streaming_pass_decoded_single_threaded_hears_what_faster_whisper_hear
         assert ours.text == theirs.text
         assert [(w.text, round(w.start, 2), round(w.end, 2)) for w in ours.words] == \
             [(w.text, round(w.start, 2), round(w.end, 2)) for w in theirs.words]
+
+
+def test_an_improbable_short_pass_is_decoded_once_as_faster_whisper_would(
+        store: ModelStore, dev_set: list[tuple[Path, np.ndarray, str]],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first 0.6 s of a turn often reads as improbable ("This is..." at -1.05).
+    With one temperature faster-whisper's own pass decodes the same tokens again after
+    a second encoder pass, so the split pass keeps its reading: same words, one pass."""
+    from asr.faster_whisper_backend import LOGPROB_LIMIT, FasterWhisperTranscriber
+
+    split = FasterWhisperTranscriber(store.whisper_ct2(MODEL), AsrConfig(threads=2))
+    plain = FasterWhisperTranscriber(store.whisper_ct2(MODEL), AsrConfig(threads=2), replicas=2)
+    seek_loop = []
+    original = split._model.transcribe
+    monkeypatch.setattr(split._model, "transcribe",
+                        lambda *a, **k: seek_loop.append(1) or original(*a, **k))
+    improbable = 0
+    for _, samples, _ in dev_set:
+        prefix = samples[:9_600]
+        ours, theirs = (t.transcribe(prefix, fallback=False) for t in (split, plain))
+        assert [(w.text, round(w.start, 2), round(w.end, 2)) for w in ours.words] == \
+            [(w.text, round(w.start, 2), round(w.end, 2)) for w in theirs.words]
+        improbable += any(s.avg_logprob < LOGPROB_LIMIT for s in theirs.segments)
+    assert improbable >= 3  # the case this test is about did occur
+    assert seek_loop == []
