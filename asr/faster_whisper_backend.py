@@ -11,8 +11,11 @@ utterance (its first timestamp forced), for about a fifth of the cost.
 
 from __future__ import annotations
 
+import hashlib
 import os
-from collections.abc import Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +38,9 @@ APPEND_PUNCTUATIONS = "\"'.。,，!！?？:：”)]}、"
 TIMESTAMP_SLACK_S = 0.6
 MIN_ADVANCE_S = 0.3  # a continuation starts at least this far past the previous one
 MAX_TOKENS = 220  # Whisper's own limit per window is 448, half for the prompt
+# Encoder outputs kept for audio heard again soon (a hinted pass, then a beam search over
+# the same samples): each is 1,500 x d_model floats (2.3 MB for tiny).
+ENCODED_KEPT = 4
 
 
 class FasterWhisperTranscriber:
@@ -64,6 +70,8 @@ class FasterWhisperTranscriber:
             raise ModelError(f"ASR model {model} could not be loaded by faster-whisper: "
                              f"{str(exc).splitlines()[0]}") from None
         self._english_only = not self._model.model.is_multilingual
+        self._encoded: OrderedDict[tuple[int, bytes], tuple[Any, int]] = OrderedDict()
+        self._encoded_lock = threading.Lock()
 
     def transcribe(self, samples: np.ndarray, prompt: str | None = None,
                    fallback: bool = True) -> Transcript:
@@ -111,7 +119,6 @@ class FasterWhisperTranscriber:
         handle: what ``transcribe`` gives without fallback, for a streaming pass. None
         where that needs Whisper's seek loop (over 30 s, the decoder stopping early,
         beam search, a language to detect)."""
-        from faster_whisper.audio import pad_or_trim
         from faster_whisper.tokenizer import Tokenizer
 
         if (len(samples) > WINDOW_SAMPLES or self.config.beam_size > 1
@@ -120,9 +127,7 @@ class FasterWhisperTranscriber:
         model, decoding = self._model, self._decoder
         samples = samples.astype(np.float32, copy=False)
         duration = len(samples) / 16_000
-        features = model.feature_extractor(samples)
-        frames = min(features.shape[-1] - 1, model.feature_extractor.nb_max_frames)
-        encoded = model.encode(pad_or_trim(features[:, :frames]))
+        encoded, frames = self._encode(samples)
         language = "en" if self._english_only else self.config.language
         tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual,
                               task="transcribe", language=language)
@@ -158,19 +163,47 @@ class FasterWhisperTranscriber:
         four ones), the answer is often among the next few. Over 30 s there is no
         single window to search: the greedy transcript is the only reading.
         """
-        from faster_whisper.audio import pad_or_trim
-        from faster_whisper.tokenizer import Tokenizer
-        from faster_whisper.transcribe import get_suppressed_tokens
 
         if len(samples) == 0:
             return []
         if len(samples) > WINDOW_SAMPLES or not self.one_language:
             return [self.transcribe(samples, prompt).text]
+        return [text for text, _ in self._beam_readings(samples, prompt, count)[0]]
+
+    def reading_that_fits(self, samples: np.ndarray, prompt: str | None,
+                          fits: Callable[[str], bool], count: int = 8) -> Transcript | None:
+        """The likeliest of ``alternatives`` that ``fits``, with word times; None when
+        none does, or where one window cannot be searched (over 30 s, a language to
+        detect). The encoder pass of a pass over the same samples just before (the
+        greedy reading that did not fit) is reused."""
+        if len(samples) == 0 or len(samples) > WINDOW_SAMPLES or not self.one_language:
+            return None
+        samples = samples.astype(np.float32, copy=False)
+        readings, tokenizer, encoded, frames = self._beam_readings(samples, prompt, count)
+        chosen = next((ids for text, ids in readings if fits(text)), None)
+        if chosen is None:
+            return None
+        duration = len(samples) / 16_000
+        decoder = _WindowDecoder(self._model, tokenizer, encoded)
+        segments = decoder.segments(chosen, frames, duration)  # no timestamps: one segment
+        if segments:
+            self._model.add_word_timestamps([segments], tokenizer, encoded, frames,
+                                            PREPEND_PUNCTUATIONS, APPEND_PUNCTUATIONS,
+                                            last_speech_timestamp=0.0)
+        language = "en" if self._english_only else self.config.language
+        return Transcript(tuple(_segments(segments, tokenizer, duration, 0.0, 0.0)), language,
+                          duration)
+
+    def _beam_readings(self, samples: np.ndarray, prompt: str | None, count: int
+                       ) -> tuple[list[tuple[str, list[int]]], Any, Any, int]:
+        """A beam search's distinct readings (text, token ids), likeliest first, over
+        one encoder pass; with the tokenizer, encoder output and frame count."""
+        from faster_whisper.tokenizer import Tokenizer
+        from faster_whisper.transcribe import get_suppressed_tokens
+
         model = self._model
         samples = samples.astype(np.float32, copy=False)
-        features = model.feature_extractor(samples)
-        frames = min(features.shape[-1] - 1, model.feature_extractor.nb_max_frames)
-        encoded = model.encode(pad_or_trim(features[:, :frames]))
+        encoded, frames = self._encode(samples)
         tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe",
                               language="en" if self._english_only else self.config.language)
         previous = tokenizer.encode(" " + prompt.strip()) if prompt and prompt.strip() else []
@@ -180,12 +213,33 @@ class FasterWhisperTranscriber:
             encoded, [start], beam_size=max(1, count), num_hypotheses=max(1, count),
             max_length=min(model.max_length, len(start) + new_tokens), suppress_blank=True,
             suppress_tokens=get_suppressed_tokens(tokenizer, [-1]))[0]
-        readings: list[str] = []
+        readings: list[tuple[str, list[int]]] = []
         for ids in result.sequences_ids:
-            text = tokenizer.decode([t for t in ids if t < tokenizer.eot]).strip()
-            if text and text not in readings:
-                readings.append(text)
-        return readings
+            tokens = [t for t in ids if t < tokenizer.eot]
+            text = tokenizer.decode(tokens).strip()
+            if text and text not in (r for r, _ in readings):
+                readings.append((text, tokens))
+        return readings, tokenizer, encoded, frames
+
+    def _encode(self, samples: np.ndarray) -> tuple[Any, int]:
+        """Whisper's encoder output for at most 30 s of float32 samples, and its frame
+        count; the last few are kept, so samples heard again are not encoded again."""
+        from faster_whisper.audio import pad_or_trim
+
+        key = (len(samples), hashlib.blake2b(samples.tobytes(), digest_size=16).digest())
+        with self._encoded_lock:
+            if key in self._encoded:
+                self._encoded.move_to_end(key)
+                return self._encoded[key]
+        model = self._model
+        features = model.feature_extractor(samples)
+        frames = min(features.shape[-1] - 1, model.feature_extractor.nb_max_frames)
+        encoded = (model.encode(pad_or_trim(features[:, :frames])), frames)
+        with self._encoded_lock:
+            self._encoded[key] = encoded
+            while len(self._encoded) > ENCODED_KEPT:
+                self._encoded.popitem(last=False)
+        return encoded
 
     @property
     def one_language(self) -> bool:

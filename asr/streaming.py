@@ -47,7 +47,11 @@ the final pass, then hear the turn first with the expectation's prompt ("My
 account number is 4, 0, 0, 7, ..."), over its audio up to just after the
 last voiced frame; that reading stands if it looks like the answer ("It's 4,
 0, 0, 1, 9, 0, 1, 2." where the plain pass heard "It's for Mirror, Mirror,
-One, Nine, ..."), and the pass is run as any other if it does not. Other
+One, Nine, ..."). If it does not, and the backend can search one window's
+readings (``reading_that_fits``), the likeliest of a beam search's readings
+over the same encoder pass that looks like the answer stands, with its word
+times ("My bid is 7, 9, 2, 6." where greedy heard "... high in 26."); only
+when none does is the pass run as any other. Other
 passes never use the prompt: over the pause between two groups of digits it
 tips Whisper into loops ("4, 0, 0, 0, 0, ..."), and cutting the audio at the
 speech leaves it less silence to loop over.
@@ -72,8 +76,8 @@ import numpy as np
 
 from asr.agreement import LocalAgreement, join_words
 from asr.audio import SPEECH_RATE
-from asr.transcriber import Transcriber
-from asr.transcript import Word
+from asr.transcriber import SearchingTranscriber, Transcriber
+from asr.transcript import Transcript, Word
 from voicedesk.errors import AudioError, ConfigError
 
 
@@ -128,6 +132,9 @@ class Expectation:
 
     prompt: str  # an answer written as it should come out ("My PIN is 5, 8, 6, 0.")
     fits: Callable[[str], bool]  # does a reading look like the answer?
+    # Could a reading near this one that does not fit? (a beam search's readings differ
+    # from greedy's by a word or two); None: always search
+    near: Callable[[str], bool] | None = None
 
 
 @dataclass(frozen=True)
@@ -390,10 +397,16 @@ class StreamingTranscriber:
         if expected is not None:
             # up to just after the last voiced frame: no pause for the prompt to loop over
             speech = turn.size - turn.silence + round(EXPECTED_TAIL_S * self.sample_rate)
-            heard = self._pass(turn, min(turn.size, speech), expected.prompt)
+            size = min(turn.size, speech)
+            heard = self._pass(turn, size, expected.prompt)
             fits = bool(heard[0]) and expected.fits(join_words(heard[0]))
             log.debug("%s: %r", "the expected answer" if fits else "not the expected answer",
                       join_words(heard[0]))
+            if not fits and (expected.near is None or expected.near(join_words(heard[0]))):
+                searched = self._search(turn, size, expected)
+                if searched is not None:
+                    heard, fits = searched, True
+                    log.debug("a fitting reading of the beam: %r", join_words(heard[0]))
             if fits:
                 self.expected_heard += 1
                 before = self.agreement.confirmed_before(turn.buffer_start / self.sample_rate)
@@ -418,8 +431,24 @@ class StreamingTranscriber:
               ) -> tuple[tuple[Word, ...], list[float]]:
         """Whisper over the buffer's first ``size`` samples: the words and the segments'
         ends, on the stream's clock."""
-        rate = self.sample_rate
         transcript = self.transcriber.transcribe(turn.samples()[:size], prompt, fallback=False)
+        return self._on_clock(turn, size, transcript)
+
+    def _search(self, turn: _Turn, size: int, expected: Expectation
+                ) -> tuple[tuple[Word, ...], list[float]] | None:
+        """The likeliest beam reading of the first ``size`` samples that fits the expected
+        answer, as ``_pass`` gives it; None if none does or the backend cannot search."""
+        if not isinstance(self.transcriber, SearchingTranscriber):
+            return None
+        transcript = self.transcriber.reading_that_fits(turn.samples()[:size], expected.prompt,
+                                                        expected.fits)
+        if transcript is None or not transcript.words:
+            return None
+        return self._on_clock(turn, size, transcript)
+
+    def _on_clock(self, turn: _Turn, size: int, transcript: Transcript
+                  ) -> tuple[tuple[Word, ...], list[float]]:
+        rate = self.sample_rate
         offset = turn.buffer_start / rate
         words = tuple(_shift(w, offset, offset + size / rate) for w in transcript.words)
         return words, [offset + float(s.end) for s in transcript.segments]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -31,6 +32,17 @@ class AlternativesTranscriber(Protocol):
     def alternatives(self, samples: np.ndarray, prompt: str | None = None,
                      count: int = 8) -> list[str]:
         """Up to ``count`` readings of at most 30 s of speech, the likeliest first."""
+        ...
+
+
+@runtime_checkable
+class SearchingTranscriber(Protocol):
+    """A backend that can search one window's readings for one that fits (faster-whisper)."""
+
+    def reading_that_fits(self, samples: np.ndarray, prompt: str | None,
+                          fits: Callable[[str], bool], count: int = 8) -> Transcript | None:
+        """The likeliest of up to ``count`` readings of at most 30 s of speech that
+        ``fits``, with word times; None if none does."""
         ...
 
 

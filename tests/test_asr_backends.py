@@ -164,6 +164,37 @@ def test_faster_whisper_lists_other_readings_the_likeliest_first(
     assert not isinstance(transcribers["openai-whisper"], AlternativesTranscriber)
 
 
+def test_faster_whisper_finds_the_reading_that_fits_with_word_times_on_one_encoder_pass(
+        store: ModelStore, dev_set: list[tuple[Path, np.ndarray, str]],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a streaming pass whose reading does not fit, the beam is searched over the
+    same encoder output; the reading that fits comes back with its words timed."""
+    from asr.faster_whisper_backend import FasterWhisperTranscriber
+    from asr.transcriber import SearchingTranscriber
+
+    backend = FasterWhisperTranscriber(store.whisper_ct2(MODEL), AsrConfig(threads=2))
+    assert isinstance(backend, SearchingTranscriber)
+    _, samples, _ = next(row for row in dev_set if row[0].name == "jfk.flac")
+    prompt = "President Kennedy's speech."
+    readings = backend.alternatives(samples, prompt, count=4)
+    greedy = backend.transcribe(samples, prompt, fallback=False)
+    encodes = []
+    encode = backend._model.encode
+    monkeypatch.setattr(backend._model, "encode", lambda *a: encodes.append(1) or encode(*a))
+    wanted = next(r for r in readings[1:] if r != greedy.text)  # greedy's does not fit
+    found = backend.reading_that_fits(samples, prompt, lambda text: text == wanted, count=4)
+    assert encodes == []  # the encoder output those passes had, not a new one
+    assert found is not None and found.text == wanted
+    words = found.words
+    assert "".join(w.text for w in words).split() == wanted.split()
+    assert [w.start for w in words] == sorted(w.start for w in words)
+    assert words[0].start >= 0.0 and words[-1].end <= len(samples) / 16_000 + 0.01
+    # the words fall where greedy's do (both aligned on the same audio)
+    assert abs(words[-1].end - greedy.words[-1].end) < 1.0
+    assert backend.reading_that_fits(samples, prompt, lambda text: False, count=4) is None
+    assert backend.reading_that_fits(np.zeros(0, np.float32), prompt, bool) is None
+
+
 # ---- the converters --------------------------------------------------------------------
 
 def test_ct2_to_transformers_and_back_restores_every_tensor_bit_for_bit(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -247,6 +248,75 @@ def test_an_expected_answer_is_heard_with_its_prompt_over_the_speech_only(
     assert isinstance(final, Final)
     assert final.text == (hinted if taken else "It's for Mirror, Mirror, one, nine.")
     assert streamer.expected_heard == int(taken)
+
+
+class _Searching(_Hinted):
+    """``_Hinted`` whose greedy reading never fits, with a beam that may hold one that does."""
+
+    def __init__(self, beam: list[str]) -> None:
+        super().__init__("It's 4, 0, 0, 1.")
+        self.beam = beam
+        self.searched: list[tuple[float, str | None]] = []
+
+    def reading_that_fits(self, samples: np.ndarray, prompt: str | None,
+                          fits: Callable[[str], bool], count: int = 8) -> Transcript | None:
+        from asr.transcript import Segment
+
+        duration = len(samples) / SPEECH_RATE
+        self.searched.append((duration, prompt))
+        said = next((text for text in self.beam if fits(text)), None)
+        if said is None:
+            return None
+        words = said.split()
+        step = duration / len(words)
+        timed = tuple(Word(k * step, (k + 1) * step, f" {w}", 0.5) for k, w in enumerate(words))
+        return Transcript((Segment(0.0, duration, said, timed),), duration=duration)
+
+
+@pytest.mark.parametrize(("beam", "answer"), [
+    (["It's 4, 0, 1.", "It's 4, 0, 0, 1, 9, 0, 1, 2."], "It's 4, 0, 0, 1, 9, 0, 1, 2."),
+    (["It's 4, 0, 1.", "It's 4, 0, 0, 1, 1."], ""),  # nothing fits: the plain pass decides
+])
+def test_an_expected_answer_is_searched_for_in_the_beam_when_greedy_misses_it(
+        beam: list[str], answer: str) -> None:
+    from asr.streaming import EXPECTED_TAIL_S, Expectation
+
+    whisper = _Searching(beam)
+    streamer = StreamingTranscriber(whisper)
+    streamer.expect(Expectation(HINT, _eight_digits))
+    for _ in range(100):
+        streamer.push(np.full(FRAME, 0.1, dtype=np.float32), True)
+        streamer.poll()
+    assert whisper.searched == []  # partial passes never search
+    for _ in range(25):
+        streamer.push(np.zeros(FRAME, dtype=np.float32), False)
+    streamer.poll()
+    # the same audio as the hinted pass, with its prompt
+    assert whisper.searched == [(pytest.approx(2.0 + EXPECTED_TAIL_S, abs=0.001), HINT)]
+    assert streamer.answer == answer
+    final = streamer.end_turn()[-1]
+    assert isinstance(final, Final)
+    assert final.text == (answer or "It's for Mirror, Mirror, one, nine.")
+    assert streamer.expected_heard == int(bool(answer))
+    if answer:  # the beam's words, on the stream's clock, inside the audio searched
+        assert all(w.end <= 2.0 + EXPECTED_TAIL_S + 1e-6 for w in final.words)
+
+
+def test_a_reading_too_far_from_the_answer_is_not_searched() -> None:
+    """A first group of digits at a pause ("It's 4, 0, 0, 1." of eight): no beam reading
+    is that far from greedy's, so the search is not paid for."""
+    from asr.streaming import Expectation
+
+    whisper = _Searching(["It's 4, 0, 0, 1, 9, 0, 1, 2."])
+    streamer = StreamingTranscriber(whisper)
+    streamer.expect(Expectation(HINT, _eight_digits, near=lambda text: False))
+    for _ in range(100):
+        streamer.push(np.full(FRAME, 0.1, dtype=np.float32), True)
+        streamer.poll()
+    for _ in range(25):
+        streamer.push(np.zeros(FRAME, dtype=np.float32), False)
+    streamer.poll()
+    assert whisper.searched == [] and streamer.answer == ""
 
 
 # ---- the streamer on real audio and the real model ---------------------------------------
