@@ -168,7 +168,7 @@ class FasterWhisperTranscriber:
             return []
         if len(samples) > WINDOW_SAMPLES or not self.one_language:
             return [self.transcribe(samples, prompt).text]
-        return [text for text, _ in self._beam_readings(samples, prompt, count)[0]]
+        return [text for text, _, _ in self._beam_readings(samples, prompt, count)[0]]
 
     def reading_that_fits(self, samples: np.ndarray, prompt: str | None,
                           fits: Callable[[str], bool], count: int = 8) -> Transcript | None:
@@ -180,7 +180,8 @@ class FasterWhisperTranscriber:
             return None
         samples = samples.astype(np.float32, copy=False)
         readings, tokenizer, encoded, frames = self._beam_readings(samples, prompt, count)
-        chosen = next((ids for text, ids in readings if fits(text)), None)
+        chosen, score = next(((ids, score) for text, ids, score in readings if fits(text)),
+                             (None, 0.0))
         if chosen is None:
             return None
         duration = len(samples) / 16_000
@@ -191,13 +192,14 @@ class FasterWhisperTranscriber:
                                             PREPEND_PUNCTUATIONS, APPEND_PUNCTUATIONS,
                                             last_speech_timestamp=0.0)
         language = "en" if self._english_only else self.config.language
-        return Transcript(tuple(_segments(segments, tokenizer, duration, 0.0, 0.0)), language,
+        # the beam's score is its average log-probability (length penalty 1)
+        return Transcript(tuple(_segments(segments, tokenizer, duration, score, 0.0)), language,
                           duration)
 
     def _beam_readings(self, samples: np.ndarray, prompt: str | None, count: int
-                       ) -> tuple[list[tuple[str, list[int]]], Any, Any, int]:
-        """A beam search's distinct readings (text, token ids), likeliest first, over
-        one encoder pass; with the tokenizer, encoder output and frame count."""
+                       ) -> tuple[list[tuple[str, list[int], float]], Any, Any, int]:
+        """A beam search's distinct readings (text, token ids, score), likeliest first,
+        over one encoder pass; with the tokenizer, encoder output and frame count."""
         from faster_whisper.tokenizer import Tokenizer
         from faster_whisper.transcribe import get_suppressed_tokens
 
@@ -212,13 +214,13 @@ class FasterWhisperTranscriber:
         result = model.model.generate(
             encoded, [start], beam_size=max(1, count), num_hypotheses=max(1, count),
             max_length=min(model.max_length, len(start) + new_tokens), suppress_blank=True,
-            suppress_tokens=get_suppressed_tokens(tokenizer, [-1]))[0]
-        readings: list[tuple[str, list[int]]] = []
-        for ids in result.sequences_ids:
+            suppress_tokens=get_suppressed_tokens(tokenizer, [-1]), return_scores=True)[0]
+        readings: list[tuple[str, list[int], float]] = []
+        for ids, score in zip(result.sequences_ids, result.scores, strict=True):
             tokens = [t for t in ids if t < tokenizer.eot]
             text = tokenizer.decode(tokens).strip()
-            if text and text not in (r for r, _ in readings):
-                readings.append((text, tokens))
+            if text and text not in (r for r, _, _ in readings):
+                readings.append((text, tokens, float(score)))
         return readings, tokenizer, encoded, frames
 
     def _encode(self, samples: np.ndarray) -> tuple[Any, int]:

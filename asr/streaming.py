@@ -132,8 +132,8 @@ class Expectation:
 
     prompt: str  # an answer written as it should come out ("My PIN is 5, 8, 6, 0.")
     fits: Callable[[str], bool]  # does a reading look like the answer?
-    # Could a reading near this one that does not fit? (a beam search's readings differ
-    # from greedy's by a word or two); None: always search
+    # Is a reading that does not fit close enough to the answer for a beam search's
+    # readings (which differ from greedy's by a word or two) to hold it? None: always search
     near: Callable[[str], bool] | None = None
 
 

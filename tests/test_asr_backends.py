@@ -191,6 +191,7 @@ def test_faster_whisper_finds_the_reading_that_fits_with_word_times_on_one_encod
     assert words[0].start >= 0.0 and words[-1].end <= len(samples) / 16_000 + 0.01
     # the words fall where greedy's do (both aligned on the same audio)
     assert abs(words[-1].end - greedy.words[-1].end) < 1.0
+    assert -5.0 < found.segments[0].avg_logprob < 0.0  # the beam's own score
     assert backend.reading_that_fits(samples, prompt, lambda text: False, count=4) is None
     assert backend.reading_that_fits(np.zeros(0, np.float32), prompt, bool) is None
 
