@@ -33,7 +33,9 @@ import random
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -46,6 +48,7 @@ from voicedesk.config import load_config  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 SUITE = ROOT / "nlu" / "domain" / "telecom" / "scenarios.yaml"
 RESULTS = Path(__file__).parent / "results" / "slot_hearing.json"
+LIVE_RESULTS = RESULTS.with_name("slot_hearing.live.json")
 KNOWN_ACCOUNT = "40019012"  # a customer of the suite: asked for the PIN next
 STREETS = ["Station Road", "Mill Lane", "Rose Court", "Bridge Street", "Harbour Road",
            "Church Lane", "Park Avenue", "Meadow Close", "High Street", "Orchard Way"]
@@ -90,15 +93,15 @@ def heard_right(found: dict[str, str], values: dict) -> bool:
 class _GreedyOnly:
     """The transcriber without its beam search: what a live call heard before it."""
 
-    def __init__(self, inner) -> None:
+    def __init__(self, inner: Any) -> None:
         self.inner = inner
         self.name = inner.name
 
-    def transcribe(self, samples, prompt=None, fallback=True):
+    def transcribe(self, samples: Any, prompt: str | None = None, fallback: bool = True) -> Any:
         return self.inner.transcribe(samples, prompt, fallback)
 
 
-def live_hearing(transcriber, voice):
+def live_hearing(transcriber: Any, voice: Any) -> Callable[[str, int, frozenset[int], str], str]:
     """Hear a line as the live loop does (see the module docstring); returns the Final."""
     import numpy as np
 
@@ -131,12 +134,15 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="40 answers of each kind")
     parser.add_argument("--count", type=int, default=None, help="answers of each kind")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--json", type=Path, default=RESULTS)
+    parser.add_argument("--json", type=Path, default=None,
+                        help="results file (default results/slot_hearing.json, or "
+                             "slot_hearing.live.json with --live)")
     parser.add_argument("--live", action="store_true",
                         help="PINs and account numbers as a live call hears them: greedy "
                              "against searched (see the module docstring)")
     args = parser.parse_args()
     count = args.count or (40 if args.full else 12)
+    args.json = args.json or (LIVE_RESULTS if args.live else RESULTS)
 
     from voice.assistant import Assistant
     from voice.espeak_tts import EspeakSynthesizer
