@@ -17,14 +17,20 @@ depend only on the files and the worker count, so Ray and local batches give
 the same text; a file's words can differ slightly with its neighbours, as
 Whisper hears each window as one stretch of audio.
 
-A recording longer than ``LONG_FORM_S`` is not packed: it fills windows by
-itself, and cutting it into 30-s pieces at pauses cost words and time. It is
-read in blocks of a few minutes (cut at a pause, so memory stays bounded) and
-each block's speech, long silences shortened, goes through the backend's own
-long-form ``transcribe`` (``LongFormDecoder``): the same text as the backend
-on the whole file when the recording has no long silences. A worker with
-several threads holds as many single-threaded model workers and decodes a
-block in as many parts at once, cut at pauses.
+A mono recording longer than ``LONG_FORM_S`` is not packed: it fills
+windows by itself, and cutting it into 30-s pieces at pauses cost words and
+time. It is read in blocks of a few minutes (cut at a pause, so memory stays
+bounded) and each block's speech, long silences shortened, goes through the
+backend's own long-form ``transcribe`` (``LongFormDecoder``): the same text as
+the backend on the whole file when the recording has no long silences. A
+worker with several threads holds as many single-threaded model workers and
+decodes a block in as many parts at once, cut at pauses.
+
+A two-channel call recording is packed however long it is: each channel is
+one side's turns, separate utterances with the other side's turns between
+them, which is what packing is for (fewer windows than a seek loop over
+each channel, and a lower WER: ``benchmarks/README.md``). A worker with
+several model workers decodes that many packed windows at once.
 
 Results are appended to ``transcripts.jsonl`` as each file finishes; that
 file is also the ledger a rerun reads to skip files already done (same path,
@@ -316,7 +322,7 @@ def _speaker_segments(piece: Piece, transcript: Transcript, speaker: str,
 class _OpenRecording:
     """One recording on its way through the decoder: what is back, and how much is out."""
 
-    def __init__(self, index: int, path: str, vad_config: VadConfig) -> None:
+    def __init__(self, index: int, path: str, vad_config: VadConfig, packed: bool) -> None:
         self.index = index
         self.path = path
         self.recording = CallRecording(path)
@@ -324,7 +330,8 @@ class _OpenRecording:
         self.dual_mono = self.info.channels == 2 and self.recording.channels_identical()
         self.used = [0] if self.dual_mono else list(range(self.info.channels))
         self.labels = speaker_labels(len(self.used))
-        self.long = self.info.duration > LONG_FORM_S
+        # a channel of a two-sided call is turns, not continuous talk: packed (see above)
+        self.long = self.info.duration > LONG_FORM_S and (len(self.used) == 1 or not packed)
         self.chunkers = [PauseChunker(create_vad(vad_config), LONG_BLOCK_S, LONG_MIN_BLOCK_S)
                          if self.long else PauseChunker(create_vad(vad_config))
                          for _ in self.used]
@@ -388,69 +395,76 @@ def transcribe_recordings(paths: Sequence[str | Path], transcriber: Transcriber,
     on. A stereo file whose two channels are the same signal is one speaker
     saved twice, and is transcribed once.
     """
-    decoder = PackedDecoder(transcriber) if pack and _can_pack(transcriber) else None
-    long_form = LongFormDecoder(transcriber, vad_config)
-    opened: dict[int, _OpenRecording] = {}
+    lanes = int(getattr(transcriber, "replicas", 1))
+    decoder = (PackedDecoder(transcriber, lanes=lanes) if pack and _can_pack(transcriber)
+               else None)
+    try:
+        long_form = LongFormDecoder(transcriber, vad_config)
+        opened: dict[int, _OpenRecording] = {}
 
-    def decoded(pairs: list[tuple[Piece, Transcript]], spent: float) -> None:
-        total = sum(p.duration for p, _ in pairs) or 1.0
-        for piece, transcript in pairs:
-            owner = opened[piece.owner[0]]  # type: ignore[index]
-            owner.spent_s += spent * piece.duration / total
-            owner.take(piece, transcript)
+        def decoded(pairs: list[tuple[Piece, Transcript]], spent: float) -> None:
+            total = sum(p.duration for p, _ in pairs) or 1.0
+            for piece, transcript in pairs:
+                owner = opened[piece.owner[0]]  # type: ignore[index]
+                owner.spent_s += spent * piece.duration / total
+                owner.take(piece, transcript)
 
-    def decode(piece: Piece) -> float:
-        """Hands a piece on; the seconds it took are charged to the pieces it finished."""
-        started = time.perf_counter()
-        pairs = ([(piece, transcriber.transcribe(piece.samples))] if decoder is None
-                 else decoder.add(piece))
-        spent = time.perf_counter() - started
-        decoded(pairs, spent)
-        return spent
+        def decode(piece: Piece) -> float:
+            """Hands a piece on; the seconds it took are charged to the pieces it finished."""
+            started = time.perf_counter()
+            pairs = ([(piece, transcriber.transcribe(piece.samples))] if decoder is None
+                     else decoder.add(piece))
+            spent = time.perf_counter() - started
+            decoded(pairs, spent)
+            return spent
 
-    def finished() -> Iterator[Finished]:
-        for index in [i for i, r in opened.items() if r.read and r.out == 0]:
-            record = opened.pop(index)
-            if not record.failed:
-                yield record.path, record.transcript(default_language), record.spent_s
+        def finished() -> Iterator[Finished]:
+            for index in [i for i, r in opened.items() if r.read and r.out == 0]:
+                record = opened.pop(index)
+                if not record.failed:
+                    yield record.path, record.transcript(default_language), record.spent_s
 
-    for index, path in enumerate(map(str, paths)):
-        started, decoding = time.perf_counter(), 0.0
-        record = None
-        try:
-            record = opened[index] = _OpenRecording(index, path, vad_config)
-            for block in record.recording.speech_blocks():
-                record.samples += len(block)
+        for index, path in enumerate(map(str, paths)):
+            started, decoding = time.perf_counter(), 0.0
+            record = None
+            try:
+                record = opened[index] = _OpenRecording(index, path, vad_config,
+                                                            decoder is not None)
+                for block in record.recording.speech_blocks():
+                    record.samples += len(block)
+                    for channel, chunker in enumerate(record.chunkers):
+                        cut = chunker.push(block[:, record.used[channel]])
+                        if record.long:
+                            record.decode_long(cut, channel, long_form)
+                            continue
+                        for piece in record.pieces(cut, channel, vad_config):
+                            decoding += decode(piece)
                 for channel, chunker in enumerate(record.chunkers):
-                    cut = chunker.push(block[:, record.used[channel]])
                     if record.long:
-                        record.decode_long(cut, channel, long_form)
+                        record.decode_long(chunker.flush(), channel, long_form)
                         continue
-                    for piece in record.pieces(cut, channel, vad_config):
+                    for piece in record.pieces(chunker.flush(), channel, vad_config):
                         decoding += decode(piece)
-            for channel, chunker in enumerate(record.chunkers):
-                if record.long:
-                    record.decode_long(chunker.flush(), channel, long_form)
-                    continue
-                for piece in record.pieces(chunker.flush(), channel, vad_config):
-                    decoding += decode(piece)
-            record.read = True
-        except Exception as exc:  # noqa: BLE001 - reported per file, the others go on
+                record.read = True
+            except Exception as exc:  # noqa: BLE001 - reported per file, the others go on
+                if record is not None:
+                    record.failed = record.read = True
+                yield path, exc, time.perf_counter() - started
             if record is not None:
-                record.failed = record.read = True
-            yield path, exc, time.perf_counter() - started
-        if record is not None:
-            record.spent_s += time.perf_counter() - started - decoding
+                record.spent_s += time.perf_counter() - started - decoding
+            yield from finished()
+        if decoder is not None:
+            started = time.perf_counter()
+            pairs = decoder.flush()
+            decoded(pairs, time.perf_counter() - started)
         yield from finished()
-    if decoder is not None:
-        started = time.perf_counter()
-        pairs = decoder.flush()
-        decoded(pairs, time.perf_counter() - started)
-    yield from finished()
-    for record in opened.values():  # a window they shared failed to decode
-        if not record.failed:
-            yield record.path, RuntimeError("decoding a window it shared with another file "
-                                            "failed; rerun to retry"), record.spent_s
+        for record in opened.values():  # a window they shared failed to decode
+            if not record.failed:
+                yield record.path, RuntimeError("decoding a window it shared with another file "
+                                                "failed; rerun to retry"), record.spent_s
+    finally:
+        if decoder is not None:
+            decoder.close()
 
 
 def _can_pack(transcriber: Transcriber) -> bool:

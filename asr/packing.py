@@ -31,7 +31,8 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -211,23 +212,43 @@ def _spread(doubtful: set[int], shared: list[set[int]]) -> set[int]:
 Decoded = tuple[Piece, Transcript]
 
 
+@dataclass(frozen=True)
+class _Pass:
+    """A packed window as the backend heard it: complete up to ``complete_s``."""
+
+    window: Window
+    transcript: Transcript
+    complete_s: float
+
+
 class PackedDecoder:
-    """Decodes pieces in the order they come, several to a window; memory is one window.
+    """Decodes pieces in the order they come, several to a window; memory is ``lanes``
+    windows.
 
     ``add`` returns the pieces a full window has finished, ``flush`` the
     rest. When Whisper stops before the end of a window (it thinks the last
     utterance runs past it), the rest of the piece it stopped in, and the
     pieces after it, start the next window instead of costing an encoder pass
     of their own; a piece may so come back in parts, on its owner's clock.
+
+    With ``lanes`` > 1 (a backend with as many single-threaded model workers:
+    ``replicas``) that many windows are decoded at once; the rest of a window
+    Whisper stops short of then starts the next window still to be filled,
+    which may be decoded after one that follows it in the recording. Each
+    piece's words stay on its owner's clock, so the order of decoding does not
+    show in the transcript.
     """
 
     def __init__(self, transcriber: Transcriber, window_s: float = WINDOW_S,
-                 gap_s: float = GAP_S) -> None:
+                 gap_s: float = GAP_S, lanes: int = 1) -> None:
         self.transcriber = transcriber
         self.window_s = window_s
         self.gap_s = gap_s
+        self.lanes = max(1, lanes)
         self._queue: deque[Piece] = deque()
         self._retried: set[int] = set()  # pieces already back once from a window in doubt
+        self._running: deque[Future[_Pass]] = deque()
+        self._pool = ThreadPoolExecutor(self.lanes) if self.lanes > 1 else None
         self.windows = 0  # encoder windows decoded, for the record
         self.alone = 0  # pieces decoded on their own after a packed pass left them in doubt
 
@@ -236,32 +257,69 @@ class PackedDecoder:
             return []
         self._queue.append(piece)
         done: list[Decoded] = []
-        while self._span(self._queue) >= self.window_s:
-            done += self._decode_next()
-        return done
+        while True:
+            if self._running and (self._pool is None or self._running[0].done()):
+                done += self._settle(self._running.popleft().result())
+            elif self._span(self._queue) < self.window_s:
+                return done
+            elif len(self._running) >= self.lanes:  # every lane busy: wait for the oldest
+                done += self._settle(self._running.popleft().result())
+            else:
+                self._launch()
 
     def flush(self) -> list[Decoded]:
         done: list[Decoded] = []
-        while self._queue:
-            done += self._decode_next()
+        while self._queue or self._running:
+            if self._running and (self._pool is None or self._running[0].done()):
+                done += self._settle(self._running.popleft().result())
+            elif self._queue and len(self._running) < self.lanes:
+                self._launch()
+            else:
+                done += self._settle(self._running.popleft().result())
         return done
+
+    def close(self) -> None:
+        """Stops the lanes' threads (after ``flush``, or on an error: windows still being
+        decoded finish and are dropped)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._running.clear()
 
     def _span(self, pieces: Sequence[Piece]) -> float:
         return sum(p.duration for p in pieces) + self.gap_s * max(0, len(pieces) - 1)
 
-    def _decode_next(self) -> list[Decoded]:
+    def _launch(self) -> None:
         taken = [self._queue.popleft()]
         while self._queue and self._span([*taken, self._queue[0]]) <= self.window_s:
             taken.append(self._queue.popleft())
-        window = pack(taken, self.gap_s)
         self.windows += 1
+        self._start(self._pass, pack(taken, self.gap_s))
+
+    def _start(self, decode: Callable[[Window], _Pass], window: Window) -> None:
+        """``decode(window)`` on a free lane (here and now with one lane)."""
+        future: Future[_Pass]
+        if self._pool is None:
+            future = Future()
+            future.set_result(decode(window))
+        else:
+            future = self._pool.submit(decode, window)
+        self._running.append(future)
+
+    def _alone(self, window: Window) -> _Pass:
+        """One piece in doubt, decoded on its own as the per-file path would."""
+        return _Pass(window, self.transcriber.transcribe(window.samples), math.inf)
+
+    def _pass(self, window: Window) -> _Pass:
         if len(window.samples) > WINDOW_SAMPLES or not isinstance(self.transcriber,
                                                                   WindowTranscriber):
             # Whisper's seek loop finishes any length, at its own cost
-            transcript, complete_s = self.transcriber.transcribe(window.samples), math.inf
-        else:
-            transcript, complete_s = self.transcriber.transcribe_window(
-                window.samples, [p.offset for p in window.placements])
+            return _Pass(window, self.transcriber.transcribe(window.samples), math.inf)
+        transcript, complete_s = self.transcriber.transcribe_window(
+            window.samples, [p.offset for p in window.placements])
+        return _Pass(window, transcript, complete_s)
+
+    def _settle(self, decoded: _Pass) -> list[Decoded]:
+        window, transcript, complete_s = decoded.window, decoded.transcript, decoded.complete_s
         kept, rest = self._cut(window.placements, complete_s)
         if not kept:  # nothing whole in this pass: let Whisper's seek loop finish it
             kept, rest = list(window.placements), []
@@ -282,7 +340,7 @@ class PackedDecoder:
                 done.append((piece, heard))
             elif id(piece) in self._retried or len(kept) == len(doubtful):
                 self.alone += 1
-                done.append((piece, self.transcriber.transcribe(piece.samples)))
+                self._start(self._alone, pack([piece], self.gap_s))
             else:
                 retry.append(piece)
                 continue

@@ -645,3 +645,98 @@ def test_a_long_block_is_decoded_in_parts_at_once_by_a_backend_with_replicas(
         assert wer(truth[path.stem], text) <= wer(truth[path.stem], own) + 0.5, (path, text)
     reference = " ".join(truth[path.stem] for path in listed)
     assert wer(reference, heard.text) <= wer(reference, " ".join(alone)) + 0.05, heard.text
+
+
+# ---- several windows at once ------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def two_workers(models_dir: Path) -> Transcriber:
+    """What a worker with two threads holds: two single-threaded model workers."""
+    return create_transcriber(AsrConfig(threads=1), ModelStore(models_dir), replicas=2)
+
+
+def test_packed_windows_are_decoded_two_at_once_with_two_model_workers(
+        two_workers: Transcriber, joined_dev: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With two lanes, two windows are decoded at the same time; every piece still comes
+    back whole, each file's words the same as one lane gives them."""
+    listed, parts, _, _ = joined_dev
+    passes: list[tuple[float, float]] = []
+    window = two_workers.transcribe_window  # type: ignore[attr-defined]
+
+    def timed(*args: Any, **kwargs: Any) -> tuple[Transcript, float]:
+        began = time.perf_counter()
+        heard = window(*args, **kwargs)
+        passes.append((began, time.perf_counter()))
+        return heard
+
+    def run(lanes: int) -> dict[int, str]:
+        decoder = PackedDecoder(two_workers, lanes=lanes)
+        done = []
+        for index, samples in enumerate(parts):
+            done += decoder.add(Piece(index, 0.0, samples))
+        done += decoder.flush()
+        decoder.close()
+        texts: dict[int, list[tuple[float, str]]] = {}
+        for piece, heard in done:
+            texts.setdefault(piece.owner, []).append((piece.start, heard.text))
+        return {k: " ".join(t for _, t in sorted(v)) for k, v in texts.items()}
+
+    one = run(1)
+    monkeypatch.setattr(two_workers, "transcribe_window", timed)
+    two = run(2)
+    assert sorted(two) == sorted(one) == list(range(len(parts)))  # every piece is back
+    assert len(passes) >= 3
+    overlapping = sum(1 for (a, b), (c, d) in zip(passes, passes[1:], strict=False) if c < b)
+    assert overlapping >= 1, passes  # a window began before the one before it ended
+    truth = references()
+    reference = " ".join(truth[path.stem] for path in listed)
+    single = " ".join(one[k] for k in sorted(one))
+    assert wer(reference, " ".join(two[k] for k in sorted(two))) <= wer(reference, single) + 0.02
+
+
+@pytest.fixture(scope="module")
+def long_stereo_call(tmp_path_factory: pytest.TempPathFactory
+                     ) -> tuple[Path, list[list[Path]], list[list[tuple[float, float]]]]:
+    """A 90-s two-channel call: the dev recordings as turns, caller (left) and agent
+    (right) in turn, 0.6 s apart, line noise on both; each side's files and stretches."""
+    listed = sorted(listing.parent / line.split("\t", 1)[0]
+                    for listing in DEV.glob("*/transcripts.tsv")
+                    for line in filter(str.strip, listing.read_text().splitlines()))
+    turns = [load_audio(path).samples for path in listed]
+    gap = round(0.6 * 16_000)
+    call = np.random.default_rng(3).normal(0, 0.002, (sum(len(t) + gap for t in turns), 2))
+    sides: list[list[Path]] = [[], []]
+    stretches: list[list[tuple[float, float]]] = [[], []]
+    at = 0
+    for k, (path, samples) in enumerate(zip(listed, turns, strict=True)):
+        call[at:at + len(samples), k % 2] += samples
+        sides[k % 2].append(path)
+        stretches[k % 2].append((at / 16_000 - 0.3, (at + len(samples)) / 16_000 + 0.3))
+        at += len(samples) + gap
+    path = tmp_path_factory.mktemp("long-call") / "call.flac"
+    sf.write(path, call.astype(np.float32), 16_000)
+    return path, sides, stretches
+
+
+def test_a_long_two_channel_call_is_packed_turn_by_turn_on_each_channel(
+        two_workers: Transcriber, long_stereo_call: tuple,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stereo call past ``LONG_FORM_S`` is each side's turns: packed, not a seek loop
+    over each channel; every word comes back on its side, inside its turn's stretch."""
+    path, sides, stretches = long_stereo_call
+    assert sf.info(path).duration > batch.LONG_FORM_S
+
+    def no_seek_loop(*_: Any) -> Transcript:
+        raise AssertionError("a two-channel call took the long-form route")
+
+    monkeypatch.setattr(batch.LongFormDecoder, "decode", no_seek_loop)
+    [(_, result, _)] = list(transcribe_recordings([path], two_workers, VadConfig()))
+    assert isinstance(result, CallTranscript), result
+    truth = references()
+    for channel, (files, spans) in enumerate(zip(sides, stretches, strict=True)):
+        words = [w for s in result.segments if s.channel == channel for w in s.words]
+        assert words and all(any(a <= (w.start + w.end) / 2 <= b for a, b in spans)
+                             for w in words), channel
+        reference = " ".join(truth[f.stem] for f in files)
+        said = " ".join(s.text for s in result.segments if s.channel == channel)
+        assert wer(reference, said) <= 0.12, (channel, said)
