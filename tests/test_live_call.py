@@ -276,3 +276,36 @@ def test_keypad_digits_verify_the_caller_on_a_telephone_line(config, assistant) 
     assert [t.dtmf for t in keyed] == ["40011234", "4821"]
     assert keyed[-1].verified
 
+
+
+def test_the_service_warms_every_model_up_once_before_the_first_call(
+        config, assistant, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first caller must not pay for the models' first run: starting the service runs
+    a streaming ASR pass, the intent recogniser, the LLM and the knowledge base once, on
+    speech the assistant's own voice made; a second start runs nothing again."""
+    from dataclasses import replace
+
+    fresh = replace(assistant)  # the same models, not yet warmed up
+    used: list[str] = []
+
+    def spy(name: str, target: object, method: str) -> None:
+        real = getattr(target, method)
+        monkeypatch.setattr(target, method, lambda *a, **k: used.append(name) or real(*a, **k))
+
+    spy("intent", fresh.recognizer, "understand")
+    spy("llm", fresh.llm, "score")
+    spy("knowledge", fresh.knowledge, "answer")
+    heard: list[str] = []
+    transcribe = fresh.transcriber.transcribe
+    monkeypatch.setattr(fresh.transcriber, "transcribe",
+                        lambda s, *a, **k: heard.append(transcribe(s, *a, **k).text) or None)
+
+    async def start_twice() -> None:
+        for _ in range(2):
+            service = CallService(config, fresh)
+            await service.start()
+            await service.stop()
+
+    asyncio.run(start_twice())
+    assert sorted(set(used)) == ["intent", "knowledge", "llm"] and len(used) == 3, used
+    assert len(heard) == 1 and "balance" in heard[0].lower(), heard  # real speech, once

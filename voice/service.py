@@ -91,6 +91,9 @@ class CallService:
         """Load the models once (in a thread: the event loop keeps serving)."""
         if self.assistant is None:
             self.assistant = await asyncio.to_thread(Assistant.load, self.config)
+        warmed = await asyncio.to_thread(self.assistant.warm_up)
+        if warmed:
+            log.info("models warmed up in %.1f s", warmed)
         if self.store is None:
             self.store = CallStore(self.config.database_url, self.config.audio_dir)
         if self.crm is None:
@@ -145,6 +148,7 @@ class CallService:
             config.asr.model = served.asr_path(config.asr.backend)
         started = time.monotonic()
         assistant = await asyncio.to_thread(Assistant.load, config)
+        await asyncio.to_thread(assistant.warm_up)  # before any caller meets it
         self.assistant = assistant
         for ctx in self._calls:
             ctx.assistant = assistant
