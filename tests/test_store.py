@@ -301,6 +301,7 @@ def test_the_demo_crm_is_seeded_and_queried_beside_the_call_store(store: CallSto
         assert by_phone is not None and by_phone.account_number == "40015678"
         assert [o.service for o in crm.outages_for("14 Park Lane, Oxford")] == ["broadband"]
         assert crm.outages_for("Kingsbridge") == []
+        assert crm.outages_for("42 Oxford Road, Kingsbridge") == []  # a street, not the town
 
         created = crm.create_ticket("outage", "high", "40011234", {"area": "Oxford"})
         updated = crm.update_ticket(created.id, status="escalated", fields={"note": "é ☎"})

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,28 @@ from sqlalchemy.pool import StaticPool
 
 from nlu.crm.base import Customer, Outage, Ticket
 from voicedesk.errors import ConfigError, VoicedeskError
+
+# Words that make the name before them a street's, not a town's: "Oxford Road".
+_STREET_WORDS = frozenset((
+    "road", "rd", "street", "st", "avenue", "ave", "lane", "ln", "drive", "dr", "way", "close",
+    "crescent", "place", "court", "terrace", "gardens", "grove", "square", "row", "hill",
+    "walk", "mews", "parade", "boulevard", "approach", "rise", "view"))
+_WORDS = re.compile(r"[a-z0-9']+")
+
+
+def in_area(address: str, area: str) -> bool:
+    """Whether an address (or an area's name as the caller said it) lies in ``area``: the
+    area's name as whole words, and not as the start of a street's name. "42 Oxford Road,
+    Brightwater" is in Brightwater, not in Oxford; "north" is not in "Northgate"."""
+    words, name = _WORDS.findall(address.lower()), _WORDS.findall(area.lower())
+    if not name:
+        return False
+    for i in range(len(words) - len(name) + 1):
+        if words[i:i + len(name)] == name:
+            after = words[i + len(name)] if i + len(name) < len(words) else ""
+            if after not in _STREET_WORDS:
+                return True
+    return False
 
 
 class _Base(DeclarativeBase):
@@ -151,7 +174,7 @@ class DemoCRM:
         with Session(self.engine) as session:
             rows = session.scalars(select(OutageRow)).all()
             return [Outage(r.area, r.service, r.status, r.eta) for r in rows
-                    if r.area.lower() in text or text in r.area.lower()]
+                    if in_area(text, r.area)]
 
     def create_ticket(self, type: str, priority: str, account_number: str | None,
                       fields: dict[str, Any]) -> Ticket:
