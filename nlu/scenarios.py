@@ -72,9 +72,25 @@ class CallResult:
         return not self.failures and not any(t.failures for t in self.turns)
 
 
+class _DigitsKeepingLoader(yaml.SafeLoader):
+    """YAML 1.1 reads ``pin: 0123`` as octal 83, ``eta: 18:00`` as 1080 minutes and
+    ``phone_number: +15551230001`` as a number without its plus: digits that a caller
+    keys or says keep the text they were written with."""
+
+
+def _int_or_text(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int | str:
+    text = str(loader.construct_scalar(node))
+    if ":" in text or (len(text) > 1 and text.startswith(("0", "+"))):
+        return text
+    return int(loader.construct_yaml_int(node))
+
+
+_DigitsKeepingLoader.add_constructor("tag:yaml.org,2002:int", _int_or_text)
+
+
 def load_scenarios(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=_DigitsKeepingLoader)  # a SafeLoader
     except FileNotFoundError:
         raise ConfigError(f"scenario file {path} does not exist") from None
     except yaml.YAMLError as exc:
