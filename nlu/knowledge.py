@@ -77,7 +77,7 @@ class KnowledgeBase:
         nearest = np.argsort(-(self._vectors @ query))[:3]
         best: tuple[float, int, np.ndarray] | None = None
         for index in nearest:
-            sims = self._sentence_vectors(int(index)) @ query
+            sims = self._sentence_scores(int(index), query)
             if best is None or sims.max() > best[0]:
                 best = (float(sims.max()), int(index), sims)
         assert best is not None
@@ -89,7 +89,14 @@ class KnowledgeBase:
         text = " ".join(passage.sentences[i] for i in chosen)
         return Answer(text, passage.source, score)
 
-    def _sentence_vectors(self, index: int) -> np.ndarray:
+    def _sentence_scores(self, index: int, query: np.ndarray) -> np.ndarray:
+        """Each sentence's similarity to the question, alone or under its section's title,
+        whichever is closer: "Visits for faults on our network are free" answers "do you
+        charge if an engineer comes out?" only as part of *Engineer visits*, while
+        "Restart the router" is closer alone than under *Slow internet or Wi-Fi*."""
         if index not in self._sentences:
-            self._sentences[index] = self.embedder.embed(list(self.passages[index].sentences))
-        return self._sentences[index]
+            passage = self.passages[index]
+            self._sentences[index] = np.stack([
+                self.embedder.embed(list(passage.sentences)),
+                self.embedder.embed([f"{passage.title}: {s}" for s in passage.sentences])])
+        return np.asarray((self._sentences[index] @ query).max(axis=0))

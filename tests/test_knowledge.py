@@ -1,0 +1,34 @@
+"""Knowledge answers: found where the pack says it, admitted unknown where it does not."""
+
+from __future__ import annotations
+
+import pytest
+
+from nlu.knowledge import KnowledgeBase
+
+
+@pytest.mark.parametrize(("question", "source", "fact"), [
+    # a sentence that answers only under its section's title
+    ("Do you charge if an engineer comes out?", "troubleshooting.md#Engineer visits", "free"),
+    ("Is there a fee for a technician visit?", "troubleshooting.md#Engineer visits", "$60"),
+    # and one that is closer on its own than under its title
+    ("How do I reset my router?", "troubleshooting.md#Slow internet or Wi-Fi dropping out",
+     "Restart the router"),
+    ("Is Mexico in your travel zone?", "roaming.md#Travel Zone", "Mexico"),
+    ("What does it cost to call Germany from home?", "roaming.md#International calls from home",
+     "10 cents"),
+])
+def test_questions_find_the_section_that_answers_them(assistant, question: str, source: str,
+                                                      fact: str) -> None:
+    kb: KnowledgeBase = assistant.knowledge
+    answer = kb.answer(question)
+    assert answer is not None and answer.source == source, answer
+    assert fact in answer.text
+
+
+@pytest.mark.parametrize("question", [
+    "Do you offer a student discount?", "What's the capital of Peru?",
+    "What's the weather like tomorrow?", "How do I get to the airport?",
+])
+def test_what_the_pack_does_not_say_is_not_answered(assistant, question: str) -> None:
+    assert assistant.knowledge.answer(question) is None
