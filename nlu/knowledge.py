@@ -61,7 +61,7 @@ class KnowledgeBase:
         self.threshold = threshold
         self.max_sentences = max_sentences
         self._vectors = embedder.embed([f"{p.title}. {p.text}" for p in self.passages])
-        self._sentences: dict[int, np.ndarray] = {}
+        self._sentences: dict[tuple[int, bool], np.ndarray] = {}
 
     def answer(self, question: str) -> Answer | None:
         """The grounded answer, or None when nothing in the pack is close enough.
@@ -69,34 +69,32 @@ class KnowledgeBase:
         The three passages nearest the question compete on their single best
         sentence: a passage about the right topic that does not contain the
         answer ("student discount" against the contracts section) scores low
-        there, where a whole-passage score would let it through.
+        there, where a whole-passage score would let it through. Only when no
+        sentence is close enough on its own are they read under their section's
+        title: "Visits for faults on our network are free" answers "do you charge
+        if an engineer comes out?" only as part of *Engineer visits*. (Titles
+        first would let "Outside the Travel Zone" answer "what's the travel zone?".)
         """
         if not self.passages or not question.strip():
             return None
         query = self.embedder.embed([question])[0]
-        nearest = np.argsort(-(self._vectors @ query))[:3]
-        best: tuple[float, int, np.ndarray] | None = None
-        for index in nearest:
-            sims = self._sentence_scores(int(index), query)
-            if best is None or sims.max() > best[0]:
-                best = (float(sims.max()), int(index), sims)
-        assert best is not None
-        score, index, sims = best
-        if score < self.threshold:
-            return None
-        passage = self.passages[index]
-        chosen = sorted(np.argsort(-sims)[: self.max_sentences])
-        text = " ".join(passage.sentences[i] for i in chosen)
-        return Answer(text, passage.source, score)
+        nearest = [int(i) for i in np.argsort(-(self._vectors @ query))[:3]]
+        for titled in (False, True):
+            scored = [(self._sentence_scores(i, query, titled), i) for i in nearest]
+            sims, index = max(scored, key=lambda pair: float(pair[0].max()))
+            score = float(sims.max())
+            if score >= self.threshold:
+                passage = self.passages[index]
+                chosen = sorted(np.argsort(-sims)[: self.max_sentences])
+                text = " ".join(passage.sentences[i] for i in chosen)
+                return Answer(text, passage.source, score)
+        return None
 
-    def _sentence_scores(self, index: int, query: np.ndarray) -> np.ndarray:
-        """Each sentence's similarity to the question, alone or under its section's title,
-        whichever is closer: "Visits for faults on our network are free" answers "do you
-        charge if an engineer comes out?" only as part of *Engineer visits*, while
-        "Restart the router" is closer alone than under *Slow internet or Wi-Fi*."""
-        if index not in self._sentences:
+    def _sentence_scores(self, index: int, query: np.ndarray, titled: bool) -> np.ndarray:
+        """Each sentence's similarity to the question, alone or under its section's title."""
+        key = (index, titled)
+        if key not in self._sentences:
             passage = self.passages[index]
-            self._sentences[index] = np.stack([
-                self.embedder.embed(list(passage.sentences)),
-                self.embedder.embed([f"{passage.title}: {s}" for s in passage.sentences])])
-        return np.asarray((self._sentences[index] @ query).max(axis=0))
+            self._sentences[key] = self.embedder.embed(
+                [f"{passage.title}: {s}" if titled else s for s in passage.sentences])
+        return np.asarray(self._sentences[key] @ query)
