@@ -11,15 +11,24 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from nlu.numbers import HOMOPHONES, TEENS, TENS, UNITS, spoken_digits_to_text
+from nlu.numbers import (
+    HOMOPHONES,
+    TEENS,
+    TENS,
+    UNITS,
+    spoken_digits_to_text,
+    spoken_ordinals_to_text,
+    spoken_prices_to_text,
+)
 
 MONTHS = {m.lower(): i for i, m in enumerate(
     ["January", "February", "March", "April", "May", "June", "July", "August", "September",
      "October", "November", "December"], 1)}
 MONTHS.update({name[:3]: num for name, num in list(MONTHS.items())})
+MONTH_WORDS = "|".join(sorted(MONTHS, key=len, reverse=True))
 WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 
 
@@ -47,10 +56,11 @@ class SlotExtractor:
 
     def extract(self, text: str, expected: str | None = None) -> dict[str, str]:
         """Every slot value found in ``text``; ``expected`` is the slot the assistant asked for."""
-        norm = spoken_digits_to_text(text)
+        awaited = self.specs.get(expected or "")
+        norm = self._normalised(text, awaited)
         found: dict[str, str] = {}
         digit_slots = [s for s in self.specs.values() if s.type == "digits"]
-        digits_text = _mask_dates(norm)  # "born 9 March 1984" holds no PIN
+        digits_text = self._mask_explained(norm, awaited)  # "born 9 March 1984" holds no PIN
         runs = [(m.start(), m.group())
                 for m in re.finditer(r"(?<![\d.,])\d+(?![\d.,]?\d)", digits_text)]
         spans = _spans(digits_text, runs)
@@ -66,13 +76,8 @@ class SlotExtractor:
 
         # 1. keyword-anchored digits: "pin 4821", "account number is 4001 1234"
         for spec in digit_slots:
-            def near_keyword(pos: int, spec: SlotSpec = spec) -> bool:
-                window = norm[max(0, pos - 30):pos].lower()
-                return any(re.search(rf"\b{re.escape(k)}\b[^\d]*$", window)
-                           for k in spec.keywords)
-
             take(spec.name, lambda v, s=spec: s.min_digits <= len(v) <= s.max_digits,
-                 near_keyword)
+                 lambda pos, s=spec: _after_keyword(norm, pos, s.keywords))
         # 2. the expected slot takes digits of its length, groups read in chunks included
         if expected in self.specs and self.specs[expected].type == "digits":
             spec = self.specs[expected]
@@ -92,7 +97,7 @@ class SlotExtractor:
                 continue
             fits = [s for s in digit_slots if s.min_digits <= len(run) <= s.max_digits
                     and s.name not in found]
-            if len(fits) == 1 and not self._is_other_number(norm, pos, run):
+            if len(fits) == 1:
                 found[fits[0].name] = run
                 used.add(pos)
         # Digits that went to an account number or a PIN are not also a phone number.
@@ -107,8 +112,8 @@ class SlotExtractor:
             # The whole answer is the expected free-text slot only if it carried no numbers
             # that went to other slots ("It's 40011234, pin 4821" is not an address).
             wanted = expected == spec.name and not (found.keys() - {spec.name})
-            value = self._typed(spec, rest if spec.type in {"phone", "ticket_id"} else norm,
-                                wanted)
+            value = self._typed(spec, rest if spec.type in _FROM_UNCLAIMED else norm, wanted,
+                                awaited=expected == spec.name)
             if value:
                 found[spec.name] = value
         return found
@@ -141,24 +146,72 @@ class SlotExtractor:
                     return {first.name: head, second.name: tail}
         return {}
 
-    @staticmethod
-    def _is_other_number(text: str, pos: int, run: str) -> bool:
-        """Money, times and phone numbers are not account numbers or PINs."""
-        before, after = text[max(0, pos - 2):pos], text[pos + len(run):pos + len(run) + 9].lower()
-        return "$" in before or bool(re.match(r"\s*(dollars?|pounds?|gb|gigabytes?|am|pm|:)",
-                                              after))
+    def _normalised(self, text: str, awaited: SlotSpec | None) -> str:
+        """The text with numbers as digits, and the caller's own corrections applied.
 
-    def _typed(self, spec: SlotSpec, text: str, expected: bool) -> str | None:
+        Ordinals are read only beside a month ("the twenty third of September") and two
+        numbers as a price only when a price was asked for ("twelve ninety nine"); the same
+        words elsewhere are a PIN read in pairs."""
+        text = spoken_ordinals_to_text(text, MONTH_WORDS)
+        if awaited is not None and awaited.type == "amount":
+            text = spoken_prices_to_text(text)
+        return self._corrected(spoken_digits_to_text(text))
+
+    def _corrected(self, text: str) -> str:
+        """A number the caller takes back in the same breath is dropped: "pin 7351, no
+        sorry, 7315" is pin 7315. Only a number of the same length replaces it, so
+        "40031122, sorry, 7315" stays an account number and a PIN."""
+        keywords = sorted({k for s in self.specs.values() if s.type == "digits"
+                           for k in s.keywords}, key=len, reverse=True)
+        filler = "|".join([*_CORRECTION_FILLER, *map(re.escape, keywords)])
+        marker = re.compile(rf"(?<=\d)[\s,.;:!-]*((?:(?:{_CORRECTION_MARKER})\b[\s,.;:!-]*)+)"
+                            rf"(?:(?:{filler})\b[\s,.;:!-]*)*(?=\d)", re.I)
+        for m in reversed(list(marker.finditer(text))):
+            if set(re.findall(r"[a-z']+", m.group(1).lower())) <= {"oh"}:
+                continue  # "oh" alone is a zero or a sigh, not a correction
+            taken_back = _last_number(text[:m.start()], _number_at(text, m.end()))
+            if taken_back is not None:
+                text = text[:taken_back] + text[m.end():]
+        return text
+
+    def _mask_explained(self, text: str, awaited: SlotSpec | None) -> str:
+        """``text`` with every number another kind of value explains blanked out: dates,
+        times, amounts, quantities, phone numbers and plan names ("Fibre 1000") hold no
+        account number or PIN, however many digits they have; nor does the bare number
+        that answers "how much?" ("It's 1250")."""
+        lengths = self._digit_lengths()
+        spans = [m.span() for pattern in _EXPLAINED for m in re.finditer(pattern, text, re.I)]
+        spans += [(start, end) for start, end, _ in _phone_numbers(text, lengths)
+                  if not text[start:end].isdigit()]  # one long run may be an account and a PIN
+        spans += [(start, end) for start, end, _ in self._plan_mentions(text)]
+        if awaited is not None and awaited.type == "amount":
+            keywords = [k for s in self.specs.values() if s.type == "digits" for k in s.keywords]
+            spans += [m.span() for m in re.finditer(_BARE_AMOUNT, text)
+                      if not _after_keyword(text, m.start(), keywords)]  # "pin 4821" stays
+        for start, end in spans:
+            text = text[:start] + " " * (end - start) + text[end:]
+        return text
+
+    def _digit_lengths(self) -> set[int]:
+        """Every length an account number or PIN may have: groups that join into these are
+        identity numbers, not a phone number."""
+        return {n for s in self.specs.values() if s.type == "digits"
+                for n in range(s.min_digits, s.max_digits + 1)}
+
+    def _typed(self, spec: SlotSpec, text: str, expected: bool, awaited: bool = False
+               ) -> str | None:
+        """The value of a non-digit slot. ``expected``: it was asked for and nothing else
+        was answered; ``awaited``: it was asked for."""
         kind = spec.type
         if kind == "date":
             return self._date(text, spec)
         if kind == "time":
             return _time(text)
         if kind == "amount":
-            return _amount(text)
+            return _amount(text, awaited)
         if kind == "phone":
-            m = re.search(r"\+?\d{10,13}", text)
-            return m.group() if m else None
+            phones = _phone_numbers(text, self._digit_lengths())
+            return phones[0][2] if phones else None
         if kind == "ticket_id":
             # "DKD1": speech recognition hears the T's voiced
             m = re.search(r"\b[td]\W*k\W*[td]\W*-?\s*(\d{1,6})\b", text, re.I)
@@ -171,26 +224,66 @@ class SlotExtractor:
             return _address(text, spec.keywords, expected)
         return None
 
-    def _plan(self, text: str) -> str | None:
+    def _plan_mentions(self, text: str) -> list[tuple[int, int, str]]:
+        """Every plan named in ``text``: (start, end, plan), in the order said.
+
+        Names are matched word for word first, then loosely ("fiber 500", "unlimited 5 g");
+        the numbers in a name must match exactly, so "fibre 1" names no plan and "fibre
+        1000" is never "Fibre 100"."""
         lowered = text.lower()
+        mentions: list[tuple[int, int, str]] = []
+
+        def free(start: int, end: int) -> bool:
+            return all(end <= s or start >= e for s, e, _ in mentions)
+
         for plan in sorted(self.plans, key=len, reverse=True):
-            if plan.lower() in lowered:
-                return plan
-        words = lowered.split()
+            for m in re.finditer(rf"(?<![\w.]){re.escape(plan.lower())}(?![\w.]?\w)", lowered):
+                if free(*m.span()):
+                    mentions.append((m.start(), m.end(), plan))
+        words = list(re.finditer(r"[a-z0-9]+", lowered))
         for plan in self.plans:
-            n = len(plan.split())
+            name = " ".join(re.findall(r"[a-z0-9]+", plan.lower()))
+            n = len(name.split())
             for i in range(len(words) - n + 1):
-                chunk = " ".join(words[i:i + n])
-                if difflib.SequenceMatcher(None, chunk, plan.lower()).ratio() > 0.85:
-                    return plan
-        return None
+                start, end = words[i].start(), words[i + n - 1].end()
+                chunk = " ".join(w.group() for w in words[i:i + n])
+                if (free(start, end) and re.findall(r"\d+", chunk) == re.findall(r"\d+", name)
+                        and difflib.SequenceMatcher(None, chunk, name).ratio() > 0.85):
+                    mentions.append((start, end, plan))
+        return sorted(mentions)
+
+    def _plan(self, text: str) -> str | None:
+        """The plan the caller wants. Naming two ("from Unlimited 5G to Basic Talk"), the
+        one after "to" or "onto" is the target and the one after "from" or "on" is the
+        plan they have now."""
+        mentions = self._plan_mentions(text)
+        if not mentions:
+            return None
+        lowered = text.lower()
+
+        def cue(pattern: re.Pattern[str]) -> list[str]:
+            return [plan for start, _, plan in mentions
+                    if pattern.search(lowered[max(0, start - 30):start])]
+
+        targets = cue(_PLAN_TARGET)
+        sources = set(cue(_PLAN_SOURCE))
+        others = [plan for _, _, plan in mentions if plan not in sources]
+        return (targets or others or [mentions[0][2]])[0]
 
     def _date(self, text: str, spec: SlotSpec) -> str | None:
+        """A date of birth is a past date; a visit is today or later and never a date the
+        caller gave as their birth date ("date of birth 18th of April 1979")."""
         today = self.today or dt.date.today()
         lowered = text.lower()
-        if spec.sensitive or spec.name == "date_of_birth":
-            parsed = _explicit_date(lowered, today)
-            return parsed.isoformat() if parsed else None
+        dates = _explicit_dates(lowered, today)
+        birth_words = [k for s in self.specs.values() if _is_birth_date(s) for k in s.keywords]
+
+        def said_as_birth(pos: int) -> bool:
+            return _after_keyword(lowered, pos, birth_words)
+
+        if _is_birth_date(spec):
+            past = sorted((not said_as_birth(pos), pos, day) for pos, day in dates if day < today)
+            return past[0][2].isoformat() if past else None
         if "today" in lowered:
             return today.isoformat()
         if "tomorrow" in lowered:
@@ -199,8 +292,78 @@ class SlotExtractor:
             if re.search(rf"\b{day}\b", lowered):
                 ahead = (i - today.weekday()) % 7 or 7
                 return (today + dt.timedelta(days=ahead)).isoformat()
-        parsed = _explicit_date(lowered, today)
-        return parsed.isoformat() if parsed else None
+        coming = [day for pos, day in dates if day >= today and not said_as_birth(pos)]
+        return coming[0].isoformat() if coming else None
+
+
+# Slot types read from the digits no account number or PIN took.
+_FROM_UNCLAIMED = {"phone", "ticket_id", "amount"}
+_CORRECTION_MARKER = (r"oh|no|sorry|wait|hang on|hold on|i mean|i meant|actually|correction|"
+                      r"or rather|rather|scratch that|my mistake|my bad")
+_CORRECTION_FILLER = ["it'?s", "it is", "that'?s", "that is", "make (?:that|it)", "it should be",
+                      "should be", "the", "my", "is", "was"]
+_PLAN_TARGET = re.compile(r"\b(?:to|onto|into|for|with)\s+(?:the\s+|a\s+|an\s+|my\s+)?$")
+_PLAN_SOURCE = re.compile(r"\b(?:from|off|leave|leaving|instead of|than|on|cancel)\s+"
+                          r"(?:the\s+|my\s+)?$")
+
+
+def _after_keyword(text: str, pos: int, keywords: Iterable[str]) -> bool:
+    """Whether the number at ``pos`` follows one of ``keywords`` with no number between."""
+    window = text[max(0, pos - 30):pos].lower()
+    return any(re.search(rf"\b{re.escape(k)}\b[^\d]*$", window) for k in keywords)
+
+
+def _is_birth_date(spec: SlotSpec) -> bool:
+    """A date slot that identifies the caller: it holds a past date, never a visit."""
+    return spec.type == "date" and (spec.sensitive or spec.name == "date_of_birth")
+
+
+_NUMBER_CHAIN = r"\d+(?:[.,]\d+)?(?:[ -]\d+)*"
+
+
+def _number_at(text: str, pos: int) -> str:
+    """The number said at ``pos``, groups read apart included ("4003 1122")."""
+    m = re.compile(_NUMBER_CHAIN).match(text, pos)
+    return m.group() if m else ""
+
+
+def _last_number(text: str, replacement: str) -> int | None:
+    """Where the number at the end of ``text`` that ``replacement`` corrects starts: its
+    last groups with as many digits as the replacement; None if none has."""
+    m = re.search(rf"{_NUMBER_CHAIN}$", text)
+    if m is None:
+        return None
+    wanted = len(re.sub(r"\D", "", replacement.split()[0] if replacement else ""))
+    whole = len(re.sub(r"\D", "", replacement))
+    groups = list(re.finditer(r"\d+(?:[.,]\d+)?", m.group()))
+    for count in (whole, wanted):
+        for first in groups:
+            if len(re.sub(r"\D", "", m.group()[first.start():])) == count:
+                return m.start() + first.start()
+    return None
+
+
+def _phone_numbers(text: str, slot_lengths: set[int]) -> list[tuple[int, int, str]]:
+    """Phone numbers in ``text``: (start, end, number). One with a "+", one written in a
+    single run of 10 to 13 digits, or groups that make 10 to 13 digits and cannot be read
+    as account numbers and PINs ("07700 900111", "555-234-0011"; not "40019012 2468")."""
+    found = []
+    for m in re.finditer(r"(?<![\d.,])(\+\s?)?\d+(?:[ -]\d+)*(?![\d.,]?\d)", text):
+        groups = re.findall(r"\d+", m.group())
+        digits = "".join(groups)
+        if not 10 <= len(digits) <= 13:
+            continue
+        if m.group(1) or len(groups) == 1 or not _read_as_slots(groups, slot_lengths):
+            found.append((m.start(), m.end(), ("+" if m.group(1) else "") + digits))
+    return found
+
+
+def _read_as_slots(groups: list[str], lengths: set[int]) -> bool:
+    """Whether consecutive digit groups join into numbers each of a length in ``lengths``."""
+    if not groups:
+        return True
+    return any(len("".join(groups[:k])) in lengths and _read_as_slots(groups[k:], lengths)
+               for k in range(1, len(groups) + 1))
 
 
 def _spans(text: str, runs: list[tuple[int, str]]) -> list[tuple[int, str, tuple[int, ...]]]:
@@ -225,38 +388,37 @@ def _spans(text: str, runs: list[tuple[int, str]]) -> list[tuple[int, str, tuple
 
 
 def _date_patterns() -> list[str]:
-    month_names = "|".join(sorted(MONTHS, key=len, reverse=True))
+    """Dates as Whisper writes them: ISO, "9th of March 1984", "December the 1st, 1995",
+    "12/01/1995" (US order). A year is 19xx or 20xx, so an account number after a date
+    stays whole."""
+    day = r"(\d{1,2})(?:st|nd|rd|th)?(?!\d)"
+    year = r"(?:,?\s*((?:19|20)\d{2})\b)?"
     return [
         r"\b(\d{4})-(\d{1,2})-(\d{1,2})\b",
-        rf"\b(\d{{1,2}})(?:st|nd|rd|th)?\s+(?:of\s+)?({month_names})\b\.?,?\s*(\d{{4}})?",
-        rf"\b({month_names})\.?\s+(\d{{1,2}})(?:st|nd|rd|th)?,?\s*(\d{{4}})?",
+        rf"\b{day}\s+(?:of\s+)?({MONTH_WORDS})\b\.?{year}",
+        rf"\b({MONTH_WORDS})\.?\s+(?:the\s+)?{day}{year}",
         r"\b(\d{1,2})/(\d{1,2})/(\d{4})\b",
     ]
 
 
-def _mask_dates(text: str) -> str:
-    for pattern in _date_patterns():
-        text = re.sub(pattern, lambda m: " " * len(m.group()), text, flags=re.I)
-    return text
-
-
-def _explicit_date(text: str, today: dt.date) -> dt.date | None:
+def _explicit_dates(text: str, today: dt.date) -> list[tuple[int, dt.date]]:
+    """Every calendar date in ``text`` with where it starts, in the order said; a date
+    without a year is the next one to come."""
     iso, day_month, month_day, us = _date_patterns()
-    m = re.search(iso, text)
-    if m:
-        return _safe_date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
-    m = re.search(day_month, text)
-    if m:
-        day, month, year = int(m.group(1)), MONTHS[m.group(2)], m.group(3)
-        return _safe_date(int(year) if year else _next_year(today, month, day), month, day)
-    m = re.search(month_day, text)
-    if m:
-        month, day, year = MONTHS[m.group(1)], int(m.group(2)), m.group(3)
-        return _safe_date(int(year) if year else _next_year(today, month, day), month, day)
-    m = re.search(us, text)  # US order: month/day/year
-    if m:
-        return _safe_date(int(m.group(3)), int(m.group(1)), int(m.group(2)))
-    return None
+    found: dict[int, dt.date | None] = {}
+    for m in re.finditer(iso, text):
+        found[m.start()] = _safe_date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+    for pattern, order in ((day_month, (1, 2, 3)), (month_day, (2, 1, 3))):
+        for m in re.finditer(pattern, text, re.I):
+            day, month, year = (m.group(i) for i in order)
+            month_number = MONTHS[month.lower()]
+            found.setdefault(m.start(), _safe_date(
+                int(year) if year else _next_year(today, month_number, int(day)),
+                month_number, int(day)))
+    for m in re.finditer(us, text):  # US order: month/day/year
+        found.setdefault(m.start(), _safe_date(int(m.group(3)), int(m.group(1)),
+                                               int(m.group(2))))
+    return sorted((pos, day) for pos, day in found.items() if day is not None)
 
 
 def _next_year(today: dt.date, month: int, day: int) -> int:
@@ -288,14 +450,48 @@ def _time(text: str) -> str | None:
     return None
 
 
-def _amount(text: str) -> str | None:
-    m = re.search(r"\$\s?(\d+(?:[.,]\d{1,2})?)", text)
-    if m is None:
-        m = re.search(r"\b(\d+(?:[.,]\d{1,2})?)\s*(?:dollars?|bucks|pounds?|euros?)", text, re.I)
-    if m is None:
-        return None
-    value = float(m.group(1).replace(",", "."))
-    return f"{value:.2f}"
+_CURRENCY = r"(?:dollars?|bucks|pounds?|quid|euros?)"
+_CENTS = r"(?:cents?|pence|p)\b"
+# The cents after the units: two digits, or any with "cents" ("22 pounds 50", "12 dollars and
+# 5 cents"), not a count of something else ("20 dollars, 2 days ago").
+_AND_CENTS = rf"(?:,?\s+(?:and\s+)?(\d{{2}}(?!\d)(?:\s*{_CENTS})?|\d{{1,2}}\s*{_CENTS}))?"
+_AMOUNTS = [
+    rf"\$\s?(\d+)(?:[.,](\d{{1,2}}))?(?!\d){_AND_CENTS}",
+    rf"(?<![\d.,])(\d+)(?:[.,](\d{{1,2}}))?\s*{_CURRENCY}\b{_AND_CENTS}",
+]
+# A number alone, as the answer to "how much?": not as long as an account number.
+_BARE_AMOUNT = r"(?<![\d.,])(\d{1,6})(?:[.,](\d{2}))?(?![\d.,]?\d)"
+_ONLY_CENTS = rf"(?<![\d.,])(\d{{1,2}})\s*{_CENTS}"
+# Numbers that are no account number nor PIN: amounts, times, data and speeds.
+_EXPLAINED = [
+    *_date_patterns(),
+    rf"\b({MONTH_WORDS})\.?,?\s+(?:of\s+)?(?:19|20)\d{{2}}\b",  # "December 1995"
+    *_AMOUNTS,
+    _ONLY_CENTS,
+    r"\b\d{1,2}(?::\d{2})?\s*(?:a\.?m\b\.?|p\.?m\b\.?|o'?clock)",
+    r"\b\d{1,2}:\d{2}\b",
+    r"(?<![\d.,])\d+(?:[.,]\d+)?\s*(?:gb|gigs?|gigabytes?|mb|megabytes?|mbps|percent|%)",
+]
+
+
+def _amount(text: str, awaited: bool = False) -> str | None:
+    """Money: "$22.50", "22 pounds 50", "twelve dollars ninety nine" (12.99), "99 cents";
+    a bare number ("It's 22.50") only as the answer to "how much?"."""
+    for pattern in _AMOUNTS:
+        m = re.search(pattern, text, re.I)
+        if m:
+            units, decimals, cents = m.groups()  # "22.5" is 50 cents; "5 cents" is 5
+            hundredths = int(decimals.ljust(2, "0")) if decimals else int(
+                re.sub(r"\D", "", cents or "") or 0)
+            return f"{int(units) + hundredths / 100:.2f}"
+    m = re.search(_ONLY_CENTS, text, re.I)
+    if m:
+        return f"{int(m.group(1)) / 100:.2f}"
+    if awaited:
+        m = re.search(_BARE_AMOUNT, text)
+        if m:
+            return f"{int(m.group(1)) + int(m.group(2) or 0) / 100:.2f}"
+    return None
 
 
 def _address(text: str, keywords: tuple[str, ...], expected: bool) -> str | None:

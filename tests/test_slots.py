@@ -34,6 +34,11 @@ def slots() -> SlotExtractor:
         ("I've been waiting for two weeks", "I've been waiting for 2 weeks"),
         ("on hold for twenty one minutes", "on hold for 21 minutes"),
         ("account for double five one", "account 4551"),
+        ("born in two thousand and one", "born in 2001"),  # a year said with "thousand"
+        ("the fibre one thousand package", "the fibre 1000 package"),
+        ("five hundred and fifty", "550"),
+        ("from Fibre 100 to Fibre 500", "from Fibre 100 to Fibre 500"),  # "to" before a word
+        ("my pin is 4821 for now", "my pin is 4821 for now"),
     ],
 )
 def test_spoken_numbers_become_digits(spoken: str, digits: str) -> None:
@@ -67,6 +72,104 @@ def test_values_are_found_and_typed(slots: SlotExtractor, text: str, expected: s
 
 def test_a_year_in_a_birth_date_is_not_a_pin(slots: SlotExtractor) -> None:
     assert "pin" not in slots.extract("I was born on the 9th of March 1984", "date_of_birth")
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("I'd like to upgrade my broadband to Fibre 1000", None),  # part of a plan name
+    ("I'd like the fibre one thousand package", "pin"),
+    ("account 40052390, I was born on December the 1st 1995", None),  # the year of a date
+    ("I was born in December 1995", "pin"),
+    ("It's 1250", "amount"),  # the answer to "how much?"
+    ("the charge was 1250 dollars", None),
+    ("my new number is 0770 090 0111", None),  # a phone number read in groups
+    ("call me on +44 7700 9001", None),
+])
+def test_a_number_another_value_explains_is_no_pin(slots: SlotExtractor, text: str,
+                                                  expected: str | None) -> None:
+    found = slots.extract(text, expected)
+    assert found.get("pin") is None and found.get("account_number") in {None, "40052390"}
+
+
+@pytest.mark.parametrize(("said", "born"), [
+    ("the twenty third of September nineteen fifty eight", "1958-09-23"),  # ordinal words
+    ("I was born on December the 1st 1995", "1995-12-01"),
+    ("the 18th of April 1979", "1979-04-18"),
+    ("the first of January two thousand and one", "2001-01-01"),
+    ("May the twenty-first, nineteen eighty", "1980-05-21"),
+    ("3rd March 1990", "1990-03-03"),
+])
+def test_a_date_of_birth_is_read_however_it_is_said(slots: SlotExtractor, said: str,
+                                                    born: str) -> None:
+    assert slots.extract(said, "date_of_birth").get("date_of_birth") == born
+
+
+def test_a_date_of_birth_never_fills_the_visit_date(slots: SlotExtractor) -> None:
+    found = slots.extract("account 40081457, date of birth 18th of April 1979")
+    assert found.get("date_of_birth") == "1979-04-18" and "date" not in found
+
+
+@pytest.mark.parametrize("said", [
+    "could someone come on the 3rd of November 2026",  # today is 28 November 2026
+    "my birthday is the 5th of December",  # a birthday, not a visit
+])
+def test_a_visit_date_is_today_or_later_and_not_a_birthday(slots: SlotExtractor,
+                                                           said: str) -> None:
+    assert "date" not in slots.extract(said, "date")
+
+
+def test_a_date_to_come_is_no_date_of_birth(slots: SlotExtractor) -> None:
+    found = slots.extract("can someone come on the 5th of December")
+    assert found.get("date") == "2026-12-05" and "date_of_birth" not in found
+
+
+@pytest.mark.parametrize(("text", "expected", "values"), [
+    ("40031122, pin 7351, no sorry, 7315", None, {"account_number": "40031122", "pin": "7315"}),
+    ("My account number is 40031121, oh no sorry, it's 40031122", "account_number",
+     {"account_number": "40031122"}),
+    ("pin 7351, I mean 7315", None, {"pin": "7315"}),
+    ("7351, no wait, 7315", "pin", {"pin": "7315"}),
+    ("account 4003 1121, actually 4003 1122", None, {"account_number": "40031122"}),
+    ("pin 7351. Correction: pin 7315", None, {"pin": "7315"}),
+    ("40031122, sorry, 7315", None, {"account_number": "40031122", "pin": "7315"}),  # no fix
+])
+def test_a_number_corrected_in_the_same_breath_takes_the_last_value(
+        slots: SlotExtractor, text: str, expected: str | None, values: dict[str, str]) -> None:
+    found = slots.extract(text, expected)
+    assert {k: found.get(k) for k in values} == values
+
+
+@pytest.mark.parametrize(("said", "expected", "amount"), [
+    ("It's 22.50", "amount", "22.50"),  # a bare number answers "how much?"
+    ("twelve dollars ninety nine", None, "12.99"),
+    ("twelve ninety nine", "amount", "12.99"),
+    ("$22.50", None, "22.50"),
+    ("22 pounds 50", None, "22.50"),
+    ("22.50 euros", None, "22.50"),
+    ("12 dollars and 5 cents", None, "12.05"),
+])
+def test_an_amount_keeps_its_cents(slots: SlotExtractor, said: str, expected: str | None,
+                                   amount: str) -> None:
+    assert slots.extract(said, expected).get("amount") == amount
+
+
+def test_numbers_in_pairs_are_a_pin_when_a_pin_is_asked_for(slots: SlotExtractor) -> None:
+    assert slots.extract("forty two fifty", "pin") == {"pin": "4250"}
+
+
+@pytest.mark.parametrize(("said", "plan"), [
+    ("I want to go down from Unlimited 5G to Basic Talk", "Basic Talk"),  # the target
+    ("move me from Fibre 100 onto Fibre 500", "Fibre 500"),
+    ("I'm on Basic Talk but I want Unlimited 5G", "Unlimited 5G"),
+    ("The fibre one thousand package please", "Fibre 1000"),
+    ("fiber 500 please", "Fibre 500"),
+])
+def test_the_plan_asked_for_is_the_one_chosen(slots: SlotExtractor, said: str,
+                                              plan: str) -> None:
+    assert slots.extract(said, "plan_name").get("plan_name") == plan
+
+
+def test_a_plan_number_must_match_exactly(slots: SlotExtractor) -> None:
+    assert "plan_name" not in slots.extract("fibre 1 please", "plan_name")
 
 
 @pytest.mark.parametrize(("heard", "address"), [
