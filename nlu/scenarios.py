@@ -58,6 +58,7 @@ class TurnResult:
     handoff: bool
     tickets: list[dict[str, Any]]
     failures: list[str] = field(default_factory=list)
+    recognised_intent: str = ""  # the recogniser's choice, where a flow carried the turn on
 
 
 @dataclass
@@ -156,6 +157,7 @@ def run_call(call: dict[str, Any], manager: DialogueManager, hear: Hear,
         turn_result = TurnResult(caller, outcome.reply, outcome.intent,
                                  round(outcome.confidence, 3), outcome.slots, outcome.verified,
                                  outcome.handoff, [_ticket_dict(t) for t in outcome.tickets])
+        turn_result.recognised_intent = outcome.recognised_intent
         turn_result.failures = check_turn(turn.get("expect") or {}, outcome)
         result.turns.append(turn_result)
         if outcome.end_call:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import shutil
 from pathlib import Path
@@ -259,3 +260,174 @@ def test_an_unsure_intent_stands_when_the_turn_holds_a_value_its_flow_asks_for(
     assert "can't find ticket TKT-000042" in heard.reply
     vague = manager.handle(manager.start(), text="What's next, I'm wondering.")
     assert "didn't quite catch" in vague.reply
+
+
+def _say(manager, state, *lines: str):
+    """The outcome of the last of ``lines``, each said in turn."""
+    outcome = None
+    for line in lines:
+        outcome = manager.handle(state, text=line)
+    return outcome
+
+
+def test_okay_then_a_new_question_does_not_take_up_a_transfer_offer(assistant) -> None:
+    manager = assistant.dialogue(crm_for_suite())
+    state = manager.start()
+    offer = _say(manager, state, "Do you offer travel insurance for my holiday?")
+    assert "colleague" in offer.reply
+    answer = _say(manager, state, "Okay, no worries. What time do your stores open on Sunday?")
+    assert not answer.handoff and "11:00" in answer.reply
+
+
+def test_a_transfer_offer_lapses_after_a_turn_that_does_not_take_it_up(assistant) -> None:
+    manager = assistant.dialogue(crm_for_suite())
+    state = manager.start()
+    _say(manager, state, "Do you offer travel insurance for my holiday?",
+         "What time do your stores open on Sunday?")
+    later = _say(manager, state, "Yeah, and can you check my balance as well?")
+    assert not later.handoff and later.intent == "check_balance"
+    assert "account number" in later.reply
+
+
+def test_a_short_no_to_a_transfer_offer_keeps_the_call_open(assistant) -> None:
+    manager = assistant.dialogue(crm_for_suite())
+    state = manager.start()
+    _say(manager, state, "Do you offer travel insurance for my holiday?")
+    declined = _say(manager, state, "No thanks")
+    assert not (declined.handoff or declined.end_call)
+    assert "anything else" in declined.reply
+
+
+def test_a_request_for_a_person_wins_over_the_flow_it_interrupts(assistant) -> None:
+    manager = assistant.dialogue(crm_for_suite())
+    state = manager.start()
+    _say(manager, state, "I want to check my data")
+    outcome = _say(manager, state,
+                   "It's 40019012, but actually can I just talk to a real person instead?")
+    assert outcome.handoff and "PIN" not in outcome.reply
+    assert manager.summary(state)["handoff_reason"] == "caller asked for a person"
+
+
+def test_digits_keyed_in_before_anything_is_said_are_answered(assistant) -> None:
+    manager = assistant.dialogue(crm_for_suite())
+    state = manager.start()
+    first = manager.handle(state, dtmf="40019012#")
+    assert "PIN" in first.reply
+    assert "How can I help" in manager.handle(state, dtmf="2468#").reply
+    assert "37.85" in _say(manager, state, "What's my balance?").reply
+    assert manager.handle(manager.start(), dtmf="#").reply == "How can I help you today?"
+
+
+def test_a_new_phone_number_changes_the_phone_number_and_never_the_address(assistant) -> None:
+    crm = crm_for_suite()
+    manager = assistant.dialogue(crm)
+    state = manager.start()
+    asked = _say(manager, state, "Please change the phone number on my account",
+                 "40019012 pin 2468")
+    assert "phone number" in asked.reply and "address" not in asked.reply
+    done = _say(manager, state, "It's 07700900111")
+    assert done.reply == "I've updated your phone number to 07700900111."
+    customer = crm.customer("40019012")
+    assert customer.phone_number == "07700900111"
+    assert customer.address == "88 Station Road, Kingsbridge"
+
+
+def test_an_email_change_is_offered_to_a_person_as_the_crm_keeps_no_email(assistant) -> None:
+    crm = crm_for_suite()
+    manager = assistant.dialogue(crm)
+    state = manager.start()
+    offer = _say(manager, state, "I need to change my email address", "40019012 pin 2468")
+    assert "can't change your e-mail address" in offer.reply and "colleague" in offer.reply
+    assert crm.customer("40019012").address == "88 Station Road, Kingsbridge"
+    assert _say(manager, state, "Yes please").handoff
+
+
+def test_an_engineer_is_not_booked_on_a_day_engineers_do_not_work(assistant) -> None:
+    manager = assistant.dialogue(crm_for_suite())
+    state = manager.start()
+    _say(manager, state, "Can I book an engineer to come to my house?", "40019012 pin 2468")
+    refused = _say(manager, state, "Sunday morning please")
+    assert not refused.tickets and "Monday to Saturday" in refused.reply
+    assert "Which day" in refused.reply
+    booked = _say(manager, state, "Monday then")
+    day = dt.date.fromisoformat(booked.tickets[0].fields["date"])
+    assert day.weekday() == 0 and booked.tickets[0].fields["time"] == "morning"
+
+
+def test_a_visit_date_is_spoken_as_people_say_it(assistant) -> None:
+    manager = assistant.dialogue(crm_for_suite())
+    state = manager.start()
+    booked = _say(manager, state, "Can an engineer come round on Thursday afternoon?",
+                  "40019012 pin 2468")
+    day = dt.date.fromisoformat(booked.tickets[0].fields["date"])
+    assert f"Thursday {day.day} {day:%B}" in booked.reply
+    assert day.isoformat() not in booked.reply
+
+
+def test_a_date_of_birth_is_not_taken_as_the_visit_date(assistant) -> None:
+    manager = assistant.dialogue(crm_for_suite())
+    state = manager.start()
+    _say(manager, state, "Could you send an engineer out to look at my line?")
+    verified = _say(manager, state, "account 40019012, date of birth 2nd of November 1976")
+    assert verified.verified and "Which day" in verified.reply
+    later = _say(manager, state, "Morning is best for me")
+    assert not later.tickets and "1976" not in later.reply and "withheld" not in later.reply
+
+
+def test_data_usage_on_an_unlimited_plan_reads_naturally(assistant) -> None:
+    manager = assistant.dialogue(crm_for_suite())
+    state = manager.start()
+    usage = _say(manager, state, "How much data have I used this month?", "40011234 pin 4821")
+    assert "your an" not in usage.reply and "unlimited" in usage.reply
+
+
+def test_a_turn_keeps_what_the_recogniser_chose_when_a_flow_carries_on(assistant) -> None:
+    from nlu.dialogue.manager import DialogueManager
+    from nlu.understanding import Understanding
+
+    def recognise(text: str, last_agent: str = "") -> Understanding:
+        if "balance" in text:
+            return Understanding("check_balance", 0.95, {"check_balance": 0.95})
+        return Understanding("ticket_status", 0.2, {"ticket_status": 0.2})
+
+    real = assistant.dialogue(crm_for_suite())
+    manager = DialogueManager(real.domain, real.crm, recognise, real.extractor, real.knowledge)
+    state = manager.start()
+    manager.handle(state, text="What's my balance?")
+    answer = manager.handle(state, text="It's 40019012")
+    assert (answer.intent, answer.recognised_intent) == ("check_balance", "ticket_status")
+
+
+def test_a_pin_inside_a_longer_number_is_not_withheld(assistant) -> None:
+    crm = DemoCRM()
+    crm.load([{**SCENARIOS["customers"][1], "pin": "0000"}])
+    manager = assistant.dialogue(crm)
+    state = manager.start()
+    sim = _say(manager, state, "My SIM card has stopped working, I think it's broken",
+               "40019012 pin 0000")
+    assert sim.verified and "TKT-000001" in sim.reply and "withheld" not in sim.reply
+    assert manager._scrub(state, "Your PIN is 0000.") == "Your PIN is [withheld]."
+
+
+def test_a_day_that_has_passed_is_not_booked(assistant) -> None:
+    manager = assistant.dialogue(crm_for_suite())
+    state = manager.start()
+    _say(manager, state, "Can I book an engineer to come to my house?", "40019012 pin 2468")
+    refused = _say(manager, state, "The 3rd of March 2020 in the morning please")
+    assert not refused.tickets and "Which day" in refused.reply
+
+
+def test_a_question_the_recogniser_doubts_is_answered_from_the_knowledge_base(assistant
+                                                                             ) -> None:
+    """The recogniser calls "Is Mexico in your travel zone?" off-topic or is unsure of it;
+    the knowledge base answers it, so the caller hears the answer, not "I didn't catch
+    that"; what the pack does not cover still gets the polite refusal."""
+    manager = assistant.dialogue(crm_for_suite())
+    state = manager.start()
+    outcome = _say(manager, state, "Is Mexico in your travel zone?")
+    assert outcome.intent == "knowledge_question" and "Mexico" in outcome.reply, outcome
+    assert outcome.knowledge_source == "roaming.md#Travel Zone"
+    assert not (outcome.handoff or outcome.end_call)
+    refused = _say(manager, state, "What's the capital of Peru?")
+    assert refused.knowledge_source is None and "Mexico" not in refused.reply
+    assert "phone, internet and TV" in refused.reply or "catch" in refused.reply, refused

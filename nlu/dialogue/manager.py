@@ -9,30 +9,32 @@ values (PIN, date of birth) are scrubbed from every reply as a last guard.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import string
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields
 from typing import Any
 
-from nlu.crm import CRM, Ticket
+from nlu.crm import CRM, Customer, Ticket
+from nlu.dialogue import contact, dates, offers
 from nlu.dialogue.state import DialogueState, TurnOutcome
 from nlu.domain import DomainPack
 from nlu.knowledge import KnowledgeBase
 from nlu.numbers import spoken_digits_to_text
 from nlu.slots import SlotExtractor, SlotSpec
 from nlu.understanding import Understanding
+from voicedesk.errors import VoicedeskError
 
 Recognize = Callable[[str, str], Understanding]  # (text, last agent line) -> understanding
 
 ANGER = re.compile(r"\b(ridiculous|useless|furious|angry|outrageous|disgusting|pathetic|"
                    r"fed up|sick of|fucking|bloody|damn|shit|hate you|worst)\b", re.I)
-YES = re.compile(r"\b(yes|yeah|yep|sure|please do|ok(ay)?|go ahead|correct|that's right)\b", re.I)
-NO = re.compile(r"\b(no|nope|not now|no thanks)\b", re.I)
 ALWAYS_SWITCH = {"speak_to_agent", "goodbye"}
 IDENTITY = {"account_number", "pin", "date_of_birth"}
 FILLER = re.compile(r"\b(it'?s|it is|my|is|the|and|account|number|no|pin|code|date|of|birth|"
                     r"born|on|hi|hello|yes|sure|ok(ay)?|here|that'?s|i|am|er|um|uh)\b", re.I)
+CUSTOMER_FIELDS = frozenset(f.name for f in fields(Customer))  # what a CRM record can keep
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,21 @@ class _Formatter(string.Formatter):
 
 def render(template: str, facts: dict[str, Any]) -> str:
     return " ".join(_Formatter().format(template, **facts).split())
+
+
+@dataclass
+class _Turn:
+    """One caller turn as heard: ``recognised`` is the recogniser's intent ("" for the
+    keypad), ``intent`` the one the turn serves (the flow's, when it answered the flow's
+    question), ``progress`` whether it answered the question asked."""
+
+    text: str
+    dtmf: str
+    recognised: str
+    confidence: float
+    found: dict[str, str] = field(default_factory=dict)
+    intent: str = ""
+    progress: bool = False
 
 
 class DialogueManager:
@@ -116,71 +133,144 @@ class DialogueManager:
     # ---- one turn ----------------------------------------------------------------
     def handle(self, state: DialogueState, text: str = "", dtmf: str = "") -> TurnOutcome:
         if state.ended or state.handoff:
-            return self._outcome(state, "", "", 0.0, {}, [], None)
+            return self._outcome(state, "", None, [], None)
+        offered, state.offered_handoff = state.offered_handoff, False  # an offer lives one turn
         said: list[str] = []
         before_tickets = len(state.tickets)
-        if dtmf:
-            state.transcript.append(("caller", f"[keypad {_mask_digits(dtmf)}]"))
-            found = self.extractor.from_dtmf(dtmf, state.pending)
-            intent, confidence = state.flow or "", 1.0
-        else:
-            state.transcript.append(("caller", text))
-            last_agent = next((t for s, t in reversed(state.transcript) if s == "agent"), "")
-            understanding = self.recognize(text, last_agent)
-            intent, confidence = understanding.intent, understanding.confidence
-            found = self.extractor.extract(text, state.pending)
-            state.anger += len(ANGER.findall(text))
-        progress = bool(state.pending and state.pending in found)
-        if progress and state.flow:
-            intent = state.flow  # the turn answered the assistant's question
-        if not dtmf and not _only_identity(text):
-            state.intents.append(intent)
-        state.slots.update(found)
-        source = None
-
-        if found.keys() & IDENTITY and not state.verified and self._can_verify(state):
-            # Identity volunteered at any point ("it's 40011234, pin 4821") is checked now.
-            if not self._verify(state, said):
-                return self._finish(state, said, intent, confidence, found, before_tickets, None)
-            progress = True
-            if state.flow is None and (dtmf or _only_identity(text)):
-                said.append("How can I help you today?")
-                return self._finish(state, said, intent, confidence, found, before_tickets, None)
-
-        if state.anger >= self.policy.anger_handoff:
-            self._handoff(state, said, "caller is upset")
-        elif intent == "speak_to_agent" and confidence >= self.policy.min_confidence:
-            self._handoff(state, said, "caller asked for a person")
-        elif state.offered_handoff and not dtmf and YES.search(text) and not progress:
-            self._handoff(state, said, "no answer in the knowledge base")
-        elif progress and state.flow:
-            state.misunderstandings = 0
-            source = self._run(state, said, text)
-        elif intent == "goodbye" and confidence >= self.policy.switch_confidence:
-            state.offered_handoff = False
-            self._start_flow(state, intent)
-            source = self._run(state, said, text)
-        elif self._unclear(state, intent, confidence, found):
-            self._misunderstood(state, said)
-        elif state.pending and intent == state.flow:
-            self._unanswered(state, said)  # the same request again, without the answer
-        else:
-            state.misunderstandings = 0
-            if state.offered_handoff and NO.search(text):
-                state.offered_handoff = False
-            if intent != state.flow or state.pending is None:
-                self._start_flow(state, intent)
-            source = self._run(state, said, text)
-        return self._finish(state, said, intent, confidence, found, before_tickets, source)
-
-    def _finish(self, state: DialogueState, said: list[str], intent: str, confidence: float,
-                found: dict[str, str], before_tickets: int, source: str | None) -> TurnOutcome:
+        turn = self._hear(state, text, dtmf)
+        source = self._respond(state, turn, said, offered)
+        if not said and not (state.ended or state.handoff):
+            said.append(self._question(state))  # a caller is never left in silence
         if source:
             state.knowledge_sources.append(source)
         reply = self._scrub(state, " ".join(said))
         state.transcript.append(("agent", reply))
-        return self._outcome(state, reply, intent, confidence, found,
-                             state.tickets[before_tickets:], source)
+        return self._outcome(state, reply, turn, state.tickets[before_tickets:], source)
+
+    def _hear(self, state: DialogueState, text: str, dtmf: str) -> _Turn:
+        """What the turn holds: the recogniser's intent, the slot values, and whether it
+        answered the question asked (then it serves the flow that asked, whatever the
+        recogniser made of a bare "2468")."""
+        if dtmf:
+            state.transcript.append(("caller", f"[keypad {_mask_digits(dtmf)}]"))
+            turn = _Turn("", dtmf, "", 1.0, self.extractor.from_dtmf(dtmf, state.pending),
+                         state.flow or "")
+        else:
+            state.transcript.append(("caller", text))
+            last_agent = next((t for s, t in reversed(state.transcript) if s == "agent"), "")
+            understanding = self.recognize(text, last_agent)
+            turn = _Turn(text, "", understanding.intent, understanding.confidence,
+                         self._drop_misreadings(self.extractor.extract(text, state.pending)),
+                         understanding.intent)
+            state.anger += len(ANGER.findall(text))
+        turn.progress = bool(state.pending and state.pending in turn.found)
+        if turn.progress and state.flow:
+            turn.intent = state.flow  # the turn answered the assistant's question
+        if not dtmf and not _only_identity(text):
+            state.intents.append(turn.intent)
+        state.slots.update(turn.found)
+        if state.flow and self._note_change(state, turn):
+            turn.intent, turn.progress = state.flow, True  # "my phone number, actually"
+        return turn
+
+    def _respond(self, state: DialogueState, turn: _Turn, said: list[str],
+                 offered: bool) -> str | None:
+        """Decide the turn, most pressing first: a person wanted, the offer just made,
+        identity given, the flow's question answered, then a new request. Returns the
+        knowledge source the reply came from, if any."""
+        if state.anger >= self.policy.anger_handoff:
+            self._handoff(state, said, "caller is upset")
+        elif self._wants_person(turn):
+            self._handoff(state, said, "caller asked for a person")
+        elif offered and offers.is_consent(turn.text):
+            self._handoff(state, said, "no answer in the knowledge base")
+        elif offered and offers.is_refusal(turn.text):
+            said.append(self.domain.prompts.get(
+                "offer_declined", "No problem. Is there anything else I can help you with?"))
+        elif not self._identity_settled(state, turn, said):
+            pass  # verification asked for more, or the turn only identified the caller
+        elif turn.progress and state.flow:
+            state.misunderstandings = 0
+            return self._run(state, said, turn)
+        elif turn.intent == "goodbye" and turn.confidence >= self.policy.switch_confidence:
+            self._start_flow(state, turn.intent)
+            return self._run(state, said, turn)
+        elif self._answerable(state, turn):
+            state.misunderstandings = 0
+            turn.intent = "knowledge_question"  # what the turn served; ``recognised`` stays
+            self._start_flow(state, turn.intent)
+            return self._run(state, said, turn)
+        elif self._unclear(state, turn.intent, turn.confidence, turn.found):
+            self._misunderstood(state, said)
+        elif state.pending and turn.intent == state.flow:
+            self._unanswered(state, said)  # the same request again, without the answer
+        elif turn.intent:  # a keypad entry that fits nothing starts no flow
+            state.misunderstandings = 0
+            if turn.intent != state.flow or state.pending is None:
+                self._start_flow(state, turn.intent)
+            return self._run(state, said, turn)
+        return None
+
+    def _wants_person(self, turn: _Turn) -> bool:
+        """A clear request for a person wins over any flow: the words themselves, or the
+        recogniser sure of it (surer when the turn also answered the question asked:
+        "It's 40031122, but actually can I talk to a real person?")."""
+        if turn.dtmf:
+            return False
+        if offers.asks_for_person(turn.text):
+            return True
+        needed = self.policy.switch_confidence if turn.progress else self.policy.min_confidence
+        return turn.recognised == "speak_to_agent" and turn.confidence >= needed
+
+    def _identity_settled(self, state: DialogueState, turn: _Turn, said: list[str]) -> bool:
+        """Identity volunteered at any point ("it's 40011234, pin 4821") is checked now.
+
+        False when the turn is answered here: verification asked for more (a PIN after an
+        account number keyed in before anything was said) or failed, or the turn only
+        identified the caller and no request is open ("How can I help you today?").
+        """
+        if not turn.found.keys() & IDENTITY or state.verified:
+            return True
+        only_identity = bool(turn.dtmf) or _only_identity(turn.text)
+        if not (self._can_verify(state) or (state.flow is None and only_identity)):
+            return True
+        if not self._verify(state, said):
+            return False
+        turn.progress = True
+        if state.flow is None and only_identity:
+            said.append("How can I help you today?")
+            return False
+        return True
+
+    def _drop_misreadings(self, found: dict[str, str]) -> dict[str, str]:
+        """Values a slot took from words meant for another: a date of birth is not also the
+        day of a visit, and a phone number is never an address."""
+        specs = self.extractor.specs
+        secret_dates = {v for k, v in found.items()
+                        if k in specs and specs[k].type == "date" and specs[k].sensitive}
+        kept = {}
+        for slot, value in found.items():
+            spec = specs.get(slot)
+            if spec is not None and spec.type == "date" and not spec.sensitive \
+                    and value in secret_dates:
+                continue
+            if spec is not None and spec.type == "address" and \
+                    contact.looks_like_phone_number(value):
+                continue
+            kept[slot] = value
+        return kept
+
+    def _answerable(self, state: DialogueState, turn: _Turn) -> bool:
+        """A question the recogniser is unsure of, or calls off-topic, that the knowledge
+        base answers ("Is Mexico in your travel zone?"): answered from the pack, rather
+        than met with "I didn't catch that" or a refusal. Not while a question of the
+        assistant's waits for its answer, and not for keypad digits."""
+        if (turn.dtmf or self.knowledge is None or state.pending is not None
+                or "knowledge_question" not in self.domain.flows
+                or turn.intent == "knowledge_question"):
+            return False
+        unsure = turn.confidence < self.policy.min_confidence or turn.intent == "out_of_scope"
+        return unsure and self.knowledge.answer(turn.text) is not None
 
     def _unclear(self, state: DialogueState, intent: str, confidence: float,
                  found: dict[str, str]) -> bool:
@@ -203,18 +293,21 @@ class DialogueManager:
         has_account = state.customer is not None or "account_number" in state.slots
         return has_account and bool(state.slots.keys() & {"pin", "date_of_birth"})
 
-    def _outcome(self, state: DialogueState, reply: str, intent: str, confidence: float,
-                 found: dict[str, str], tickets: list[Ticket], source: str | None) -> TurnOutcome:
-        return TurnOutcome(reply=reply, intent=intent, confidence=confidence, slots=dict(found),
+    def _outcome(self, state: DialogueState, reply: str, turn: _Turn | None,
+                 tickets: list[Ticket], source: str | None) -> TurnOutcome:
+        return TurnOutcome(reply=reply, intent=turn.intent if turn else "",
+                           confidence=turn.confidence if turn else 0.0,
+                           slots=dict(turn.found) if turn else {},
                            verified=state.verified, handoff=state.handoff,
                            tickets=tuple(tickets), knowledge_source=source,
-                           end_call=state.ended or state.handoff)
+                           end_call=state.ended or state.handoff,
+                           recognised_intent=turn.recognised if turn else "")
 
     # ---- flows -------------------------------------------------------------------
     def _start_flow(self, state: DialogueState, intent: str) -> None:
         state.flow, state.step, state.pending = intent, 0, None
         state.flow_ticket = None
-        for key in ("ticket", "outage", "plan"):
+        for key in ("ticket", "outage", "plan", "changing"):
             state.facts.pop(key, None)
         keep = {"account_number", "pin", "date_of_birth", "phone_number"}
         state.slots = {k: v for k, v in state.slots.items()
@@ -222,45 +315,42 @@ class DialogueManager:
 
     def _flow_slots(self, intent: str) -> set[str]:
         wanted = set()
-        for step in self.domain.flows.get(intent, []):
-            if isinstance(step, dict):
-                arg = next(iter(step.values()))
-                if "ask" in step:
-                    wanted.add(arg["slot"] if isinstance(arg, dict) else arg)
-                if "create_ticket" in step:
-                    wanted.update(arg.get("fields", []))
-                if "update" in step:
-                    wanted.add(arg["slot"])
+        for kind, arg in _steps(self.domain.flows.get(intent, [])):
+            if kind == "ask":
+                wanted.add(arg["slot"] if isinstance(arg, dict) else arg)
+            if kind == "create_ticket":
+                wanted.update(arg.get("fields", []))
+            if kind == "update" and arg.get("slot"):
+                wanted.add(arg["slot"])
         return wanted
 
-    def _run(self, state: DialogueState, said: list[str], text: str) -> str | None:
+    def _run(self, state: DialogueState, said: list[str], turn: _Turn) -> str | None:
         """Run steps until one waits for the caller or the flow ends."""
-        steps = self.domain.flows.get(state.flow or "", [])
+        self._note_change(state, turn)
+        steps = _steps(self.domain.flows.get(state.flow or "", []))
         source = None
         while state.step < len(steps):
-            step = steps[state.step]
-            kind = step if isinstance(step, str) else next(iter(step))
-            arg = None if isinstance(step, str) else step[kind]
-            if kind == "verify":
+            kind, arg = steps[state.step]
+            if not self._applies(state, kind, arg):
+                pass
+            elif kind == "verify":
                 if not self._verify(state, said):
                     return source
             elif kind == "ask":
-                slot = arg["slot"] if isinstance(arg, dict) else arg
-                unless = arg.get("unless") if isinstance(arg, dict) else None
-                if not (unless and self._fact(state, unless)) and slot not in state.slots:
-                    self._ask(state, said, slot)
+                if not self._ask_step(state, said, arg):
                     return source
             elif kind == "lookup":
                 self._lookup(state, arg)
             elif kind == "create_ticket":
-                if not (arg.get("unless") and self._fact(state, arg["unless"])):
-                    self._create_ticket(state, arg)
+                self._create_ticket(state, arg)
             elif kind == "update":
-                self._update(state, arg)
+                if not self._update(state, said, arg):
+                    state.flow = state.pending = None  # not done: a person was offered
+                    return source
             elif kind == "say":
                 said.append(self._say(state, arg))
             elif kind == "knowledge":
-                source = self._knowledge(state, said, text)
+                source = self._knowledge(state, said, turn.text)
             elif kind == "handoff":
                 self._handoff(state, said, str(arg or "flow"))
                 return source
@@ -275,12 +365,91 @@ class DialogueManager:
         state.flow = None
         return source
 
-    def _fact(self, state: DialogueState, name: str) -> bool:
-        return bool(state.verified if name == "verified" else state.facts.get(name))
+    def _applies(self, state: DialogueState, kind: str, arg: Any) -> bool:
+        """A step's guard: ``if: FACT`` runs it only when FACT holds, ``unless: FACT`` only
+        when it does not (a ``say``'s ``if`` picks its words instead)."""
+        if kind == "say" or not isinstance(arg, dict):
+            return True
+        if "if" in arg and not self._fact(state, arg["if"]):
+            return False
+        return not ("unless" in arg and self._fact(state, arg["unless"]))
 
-    def _ask(self, state: DialogueState, said: list[str], slot: str) -> None:
+    def _fact(self, state: DialogueState, name: str) -> bool:
+        """``verified``, or a fact by its dotted path (``usage.unlimited``)."""
+        if name == "verified":
+            return state.verified
+        value: Any = state.facts
+        for part in name.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        return bool(value)
+
+    def _ask_step(self, state: DialogueState, said: list[str], arg: Any) -> bool:
+        """True once the slot holds a value the flow can use; otherwise asks (again)."""
+        options = arg if isinstance(arg, dict) else {"slot": arg}
+        slot = options["slot"]
+        problem = self._unusable(state, slot, options.get("days") or ())
+        if problem is not None:
+            state.slots.pop(slot, None)
+            said.append(problem)
+        if slot in state.slots:
+            return True
+        self._ask(state, said, slot, options.get("prompt"))
+        return False
+
+    def _unusable(self, state: DialogueState, slot: str, days: Sequence[str]) -> str | None:
+        """Why the date in ``slot`` cannot be booked, in words, or None when it can (or the
+        slot holds no date): a day that has passed, or one the operator does not work."""
+        spec, value = self.domain.slots.get(slot), state.slots.get(slot)
+        if spec is None or spec.type != "date" or spec.sensitive or value is None:
+            return None
+        day = dates.parse_iso(value)
+        why = dates.unbookable(day, self._today(), days) if day else None
+        if why == "passed":
+            return self.domain.prompts.get("date_passed", "That day has already passed.")
+        if why == "closed" and day is not None:
+            return self.domain.prompts.get(
+                "day_not_worked", "We can't book a {weekday}; we work {days}.").format(
+                weekday=f"{day:%A}", days=dates.spoken_days(days))
+        return None
+
+    def _today(self) -> dt.date:
+        """The extractor's today, so "next Tuesday" and the checks on it agree."""
+        return self.extractor.today or dt.date.today()
+
+    def _ask(self, state: DialogueState, said: list[str], slot: str,
+             prompt: str | None = None) -> None:
+        """Ask for ``slot``, in the words of prompts.yaml's ``prompt`` when a flow words
+        the question its own way ("What is the new phone number?")."""
         state.pending = slot
-        said.append(self.domain.slots[slot].prompt)
+        state.question = self.domain.prompts.get(prompt or "", self.domain.slots[slot].prompt)
+        said.append(state.question)
+
+    def _question(self, state: DialogueState) -> str:
+        """The question waiting for an answer, or an open one."""
+        return state.question if state.pending else "How can I help you today?"
+
+    def _note_change(self, state: DialogueState, turn: _Turn) -> bool:
+        """For a flow that can change several contact details, which one is changing (fact
+        ``changing``). A changed mind runs the flow again from the top (a verified caller is
+        not asked again) and drops the words the address question took for an address."""
+        options = self._contact_fields(state.flow or "")
+        if len(options) < 2:
+            return False
+        before = next(iter(state.facts.get("changing") or {}), None)
+        now = contact.detail_changing(turn.text, turn.found, before, options)
+        if now == before:
+            return False
+        state.facts["changing"] = {now: True}
+        if now != "address" and "address" in turn.found:
+            del turn.found["address"]  # "My phone number" is not an address
+            state.slots.pop("address", None)
+        state.step = 0
+        return True
+
+    def _contact_fields(self, flow: str) -> set[str]:
+        """The contact details a flow's ``update`` steps can change."""
+        return {arg["field"] for kind, arg in _steps(self.domain.flows.get(flow, []))
+                if kind == "update"} & set(contact.DETAILS)
 
     # ---- identity ------------------------------------------------------------------
     def _verify(self, state: DialogueState, said: list[str]) -> bool:
@@ -330,10 +499,12 @@ class DialogueManager:
             state.facts["bill"] = {"balance_due": f"{customer.balance_due:.2f}",
                                    "due_date": _spoken_date(customer.due_date)}
         elif what == "usage" and customer:
-            allowance = ("an unlimited" if customer.data_allowance_gb is None
-                         else f"{customer.data_allowance_gb:g} gigabyte")
-            state.facts["usage"] = {"data_used_gb": f"{customer.data_used_gb:g}",
-                                    "data_allowance": allowance}
+            allowance = customer.data_allowance_gb
+            used = f"{customer.data_used_gb:g}"
+            state.facts["usage"] = {
+                "data_used_gb": used, "unlimited": allowance is None,
+                "used": f"{used} gigabyte{'' if used == '1' else 's'}",
+                "data_allowance": "unlimited" if allowance is None else f"{allowance:g} gigabyte"}
         elif what == "outage":
             where = customer.area if customer else state.slots.get("address", "")
             outages = self.crm.outages_for(where) if where else []
@@ -358,25 +529,50 @@ class DialogueManager:
         state.tickets.append(ticket)
         state.facts["ticket"] = _ticket_facts(ticket)
 
-    def _update(self, state: DialogueState, spec: dict[str, Any]) -> None:
-        if not (state.verified and state.customer):
-            return
-        value = state.slots.get(spec["slot"])
-        if value is None:
-            return
-        state.customer = self.crm.update_customer(state.customer.account_number,
-                                                  **{spec["field"]: value})
-        if spec["field"] == "plan":
+    def _update(self, state: DialogueState, said: list[str], spec: dict[str, Any]) -> bool:
+        """Change the customer record. False when the CRM cannot keep the field: the caller
+        is told so and offered a person, and the value is never written anywhere else."""
+        field_name = spec["field"]
+        if field_name not in CUSTOMER_FIELDS:
+            self._offer_person(state, said, field_name)
+            return False
+        value = state.slots.get(spec.get("slot") or "")
+        if not (state.verified and state.customer) or value is None:
+            return True
+        try:
+            state.customer = self.crm.update_customer(state.customer.account_number,
+                                                      **{field_name: value})
+        except VoicedeskError:  # the CRM refuses this change from a call
+            self._offer_person(state, said, field_name)
+            return False
+        if field_name == "plan":
             plan = self.domain.plan(value) or {}
             state.facts["plan"] = {"name": value, "price": f"{plan.get('price', 0):.2f}"}
+        return True
+
+    def _offer_person(self, state: DialogueState, said: list[str], field_name: str) -> None:
+        detail = contact.WORDS.get(field_name, field_name.replace("_", " "))
+        said.append(self.domain.prompts.get(
+            "cannot_change", "I'm sorry, I can't change your {detail} on this call. Would you "
+            "like me to put you through to a colleague who can?").format(detail=detail))
+        state.offered_handoff = True
 
     def _say(self, state: DialogueState, arg: Any) -> str:
         if isinstance(arg, dict):
             arg = arg["then"] if self._fact(state, arg["if"]) else arg["else"]
-        facts = {**state.facts, "slots": state.slots, "verified": state.verified}
+        slots = {k: self._spoken(k, v) for k, v in state.slots.items()}
+        facts = {**state.facts, "slots": slots, "verified": state.verified}
         if state.customer and state.verified:
             facts["customer"] = {"name": state.customer.name, "plan": state.customer.plan}
         return render(str(arg), facts)
+
+    def _spoken(self, slot: str, value: str) -> str:
+        """A slot value as the caller should hear it: a visit date as "Monday 7 December"
+        (a secret date stays as it is, for the scrubber to find)."""
+        spec = self.domain.slots.get(slot)
+        day = dates.parse_iso(value) if spec and spec.type == "date" and not spec.sensitive \
+            else None
+        return dates.spoken_date(day, self._today()) if day else value
 
     def _knowledge(self, state: DialogueState, said: list[str], text: str) -> str | None:
         answer = self.knowledge.answer(text) if self.knowledge else None
@@ -394,10 +590,8 @@ class DialogueManager:
             self._handoff(state, said, "repeated misunderstanding")
             return
         said.append("Sorry, I didn't quite catch that.")
-        if state.pending:
-            said.append(self.domain.slots[state.pending].prompt)
-        else:
-            said.append("Could you tell me briefly what you're calling about?")
+        said.append(state.question if state.pending
+                    else "Could you tell me briefly what you're calling about?")
 
     def _unanswered(self, state: DialogueState, said: list[str]) -> None:
         """The caller repeats the request instead of answering: explain, then escalate."""
@@ -407,7 +601,7 @@ class DialogueManager:
             self._handoff(state, said, f"caller did not give the {slot.replace('_', ' ')}")
             return
         said.append("I can help with that, but I need this first.")
-        said.append(self.domain.slots[slot].prompt)
+        said.append(state.question)
 
     def _handoff(self, state: DialogueState, said: list[str], reason: str) -> None:
         state.handoff, state.handoff_reason = True, reason
@@ -417,13 +611,12 @@ class DialogueManager:
 
     def _scrub(self, state: DialogueState, reply: str) -> str:
         """Never speak a secret back, whatever produced the words."""
-        for slot, spec in self.domain.slots.items():
-            value = state.slots.get(slot)
-            if spec.sensitive and value and len(value) >= 3:
-                reply = reply.replace(value, "[withheld]")
+        secrets = [value for slot, spec in self.domain.slots.items()
+                   if spec.sensitive and len(value := state.slots.get(slot) or "") >= 3]
         if state.customer:
-            for secret in (state.customer.pin, state.customer.date_of_birth.isoformat()):
-                reply = reply.replace(secret, "[withheld]")
+            secrets += [state.customer.pin, state.customer.date_of_birth.isoformat()]
+        for secret in secrets:
+            reply = _withhold(reply, secret)
         return reply
 
     # ---- after the call ------------------------------------------------------------
@@ -474,6 +667,20 @@ class DialogueManager:
 
 def _spoken_date(date: Any) -> str:
     return f"{date:%B} {date.day}"
+
+
+def _withhold(reply: str, secret: str) -> str:
+    """The secret wherever it stands as a number of its own; inside a longer one it is not
+    the secret being spoken ("TKT-000001" holds PIN 0000 but says nothing of it)."""
+    if not secret:
+        return reply
+    return re.sub(rf"(?<!\d){re.escape(secret)}(?!\d)", "[withheld]", reply)
+
+
+def _steps(steps: list[Any]) -> list[tuple[str, Any]]:
+    """A flow's steps as (kind, argument): ``verify`` is ("verify", None)."""
+    return [(step, None) if isinstance(step, str) else next(iter(step.items()))
+            for step in steps]
 
 
 def _ticket_facts(ticket: Ticket) -> dict[str, Any]:

@@ -17,13 +17,14 @@ class DialogueState:
     flow: str | None = None
     step: int = 0
     pending: str | None = None  # the slot the assistant just asked for
+    question: str = ""  # how it asked (a flow may word a slot's question its own way)
     facts: dict[str, Any] = field(default_factory=dict)
     flow_ticket: Ticket | None = None
     tickets: list[Ticket] = field(default_factory=list)
     verify_failures: int = 0
     misunderstandings: int = 0
     anger: int = 0
-    offered_handoff: bool = False
+    offered_handoff: bool = False  # asked "shall I put you through?": lives one turn
     handoff: bool = False
     handoff_reason: str = ""
     ended: bool = False
@@ -35,6 +36,11 @@ class DialogueState:
 
 @dataclass(frozen=True)
 class TurnOutcome:
+    """``intent`` is what the turn served: the flow it answered a question for, or the
+    recogniser's choice. ``recognised_intent`` is always the recogniser's choice (empty
+    for keypad turns), so a report can show what was heard even when a flow carried on;
+    ``confidence`` is the recogniser's for either."""
+
     reply: str
     intent: str
     confidence: float
@@ -45,3 +51,4 @@ class TurnOutcome:
     knowledge_source: str | None = None
     end_call: bool = False
     actions: tuple[str, ...] = ()
+    recognised_intent: str = ""

@@ -1,0 +1,61 @@
+"""How a caller answers a yes/no offer, and how a caller asks for a person.
+
+The assistant's offer ("shall I put you through to a colleague?") is answered
+only by a short yes or no. "Okay, no worries. What time do your shops close?"
+acknowledges the offer and moves on; "Yeah, and can you check my balance?" is a
+new request. Taking either as consent transfers a caller who did not ask to go.
+"""
+
+from __future__ import annotations
+
+import re
+
+_WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
+_YES_PHRASES = re.compile(r"\b(go ahead|go on|why not|of course|put me through|transfer me|"
+                          r"connect me|that would be (great|good|lovely|helpful)|"
+                          r"that'd be (great|good|lovely|helpful))\b")
+_YES_WORDS = "yes yeah yep yup yea aye sure ok okay alright please absolutely definitely certainly"
+_NO_WORDS = "no nope nah not"
+# Words a short answer carries besides its yes or no: "yes please, that would be great".
+_ANSWER_WORDS = (
+    "go ahead on then do it that that'd that's would be great good lovely perfect fine "
+    "helpful thanks thank you cheers of course right all put me through transfer connect to "
+    "a the colleague someone somebody them why i i'd i'm i'll now just mate worries problem "
+    "bother need ta oh well um uh er")
+_YES, _NO, _ANSWER = (frozenset(words.split()) for words in (_YES_WORDS, _NO_WORDS,
+                                                              _ANSWER_WORDS))
+_ASK_VERB = r"(talk|speak|chat|deal)\s+(to|with)|put\s+me\s+through\s+to|transfer\s+me\s+to|" \
+            r"connect\s+me\s+(to|with)|pass\s+me\s+(on\s+)?to"
+_PERSON = r"(real|actual|live)\s+(person|human|agent|one)|human(\s+being)?|person|agent|" \
+          r"operator|representative|advis[eo]r|someone|somebody|colleague|manager"
+_ASKS_FOR_PERSON = re.compile(
+    rf"\b({_ASK_VERB})\s+(a|an|the|some|your|one\s+of\s+your)?\s*({_PERSON})\b"
+    r"|\b(want|need|prefer|get\s+me|give\s+me)\s+(a|an)\s+(real\s+person|human|operator)\b")
+
+
+def _words(text: str) -> tuple[list[str], bool]:
+    """The words of a turn, and whether it asks a question."""
+    lowered = _YES_PHRASES.sub(" yes ", text.lower().replace("’", "'"))
+    return _WORD.findall(lowered), "?" in text
+
+
+def is_consent(text: str) -> bool:
+    """A short yes: a yes word, no no word, no question, little else ("yes please")."""
+    words, question = _words(text)
+    if question or not _YES & set(words) or _NO & set(words):
+        return False
+    return len([w for w in words if w not in _YES | _ANSWER]) <= 1
+
+
+def is_refusal(text: str) -> bool:
+    """A short no ("no thanks", "no, that's fine"): nothing else, not even a goodbye."""
+    words, question = _words(text)
+    if question or not _NO & set(words):
+        return False
+    return all(w in _YES | _NO | _ANSWER for w in words)
+
+
+def asks_for_person(text: str) -> bool:
+    """Words that ask for a person outright ("can I just talk to a real person?"),
+    not words that merely mention one ("the agent I spoke to was rude")."""
+    return bool(_ASKS_FOR_PERSON.search(text.lower()))
