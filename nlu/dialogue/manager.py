@@ -261,15 +261,18 @@ class DialogueManager:
         return kept
 
     def _answerable(self, state: DialogueState, turn: _Turn) -> bool:
-        """A question the recogniser is unsure of, or calls off-topic, that the knowledge
-        base answers ("Is Mexico in your travel zone?"): answered from the pack, rather
-        than met with "I didn't catch that" or a refusal. Not while a question of the
-        assistant's waits for its answer, and not for keypad digits."""
+        """A question the recogniser is too unsure of to act on, or calls off-topic, that
+        the knowledge base answers ("Is Mexico in your travel zone?"): answered from the
+        pack, rather than met with "I didn't catch that" or a refusal. Not while a question
+        of the assistant's waits for its answer, not for keypad digits, and not when the
+        turn carries a value its intent's flow asks for (an unsure "switch me to
+        Unlimited 5G" is still a plan change)."""
         if (turn.dtmf or self.knowledge is None or state.pending is not None
                 or "knowledge_question" not in self.domain.flows
                 or turn.intent == "knowledge_question"):
             return False
-        unsure = turn.confidence < self.policy.min_confidence or turn.intent == "out_of_scope"
+        unsure = turn.intent == "out_of_scope" or self._unclear(state, turn.intent,
+                                                                 turn.confidence, turn.found)
         return unsure and self.knowledge.answer(turn.text) is not None
 
     def _unclear(self, state: DialogueState, intent: str, confidence: float,
