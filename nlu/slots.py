@@ -244,13 +244,28 @@ class SlotExtractor:
         for plan in self.plans:
             name = " ".join(re.findall(r"[a-z0-9]+", plan.lower()))
             n = len(name.split())
+            # A number misheard ("Unlimited 51" for 5G) is forgiven only where the name's
+            # words alone say which plan it is; "fibre 1" could be any of three.
+            exact_numbers = self._words_shared(plan)
             for i in range(len(words) - n + 1):
                 start, end = words[i].start(), words[i + n - 1].end()
                 chunk = " ".join(w.group() for w in words[i:i + n])
-                if (free(start, end) and re.findall(r"\d+", chunk) == re.findall(r"\d+", name)
+                numbers_fit = (re.findall(r"\d+", chunk) == re.findall(r"\d+", name)
+                               or not exact_numbers)
+                if (free(start, end) and numbers_fit
                         and difflib.SequenceMatcher(None, chunk, name).ratio() > 0.85):
                     mentions.append((start, end, plan))
         return sorted(mentions)
+
+    def _words_shared(self, plan: str) -> bool:
+        """Whether another plan's name has the same words besides its numbers (Fibre 100,
+        500 and 1000), or the name has no words but numbers."""
+        def words(name: str) -> tuple[str, ...]:
+            return tuple(w for w in re.findall(r"[a-z0-9]+", name.lower())
+                         if not any(c.isdigit() for c in w))
+
+        own = words(plan)
+        return not own or any(words(other) == own for other in self.plans if other != plan)
 
     def _plan(self, text: str) -> str | None:
         """The plan the caller wants. Naming two ("from Unlimited 5G to Basic Talk"), the
