@@ -266,6 +266,8 @@ class FasterWhisperTranscriber:
         improbable but not silent) is handed to ``transcribe``, which retries at
         higher temperatures, as the per-file path would; so is anything a single
         pass cannot do (beam search, a window over 30 s, a language to detect).
+        A window of several utterances whose first pass is unreliable comes back
+        empty and complete up to 0 s: its utterances are each decoded alone.
         """
         from faster_whisper.audio import pad_or_trim
         from faster_whisper.tokenizer import Tokenizer
@@ -288,6 +290,11 @@ class FasterWhisperTranscriber:
         if is_silence(first.no_speech_prob, first.avg_logprob):
             return Transcript((), language, duration), duration
         if not first.reliable:
+            if len(starts) > 1:
+                # Several utterances heard as one unreliable stretch (identical recordings
+                # packed together read as a repetition loop): none is taken from this pass;
+                # the temperature fallback would sample the whole pack at random.
+                return Transcript((), language, duration), 0.0
             return self.transcribe(samples), duration
         tokens, complete_s, boundaries = decoder.continue_over(first, starts, duration)
         segments = decoder.segments(tokens, frames, duration)

@@ -236,7 +236,9 @@ class PackedDecoder:
     Whisper stops short of then starts the next window still to be filled,
     which may be decoded after one that follows it in the recording. Each
     piece's words stay on its owner's clock, so the order of decoding does not
-    show in the transcript.
+    show in the transcript. A window is settled only when a lane is needed or at
+    ``flush``, never because it happened to finish first: which pieces share a
+    window, and so the text, depends on the pieces and the lanes, not on timing.
     """
 
     def __init__(self, transcriber: Transcriber, window_s: float = WINDOW_S,
@@ -258,7 +260,7 @@ class PackedDecoder:
         self._queue.append(piece)
         done: list[Decoded] = []
         while True:
-            if self._running and (self._pool is None or self._running[0].done()):
+            if self._pool is None and self._running:  # one lane: decoded as it launched
                 done += self._settle(self._running.popleft().result())
             elif self._span(self._queue) < self.window_s:
                 return done
@@ -270,7 +272,7 @@ class PackedDecoder:
     def flush(self) -> list[Decoded]:
         done: list[Decoded] = []
         while self._queue or self._running:
-            if self._running and (self._pool is None or self._running[0].done()):
+            if self._pool is None and self._running:
                 done += self._settle(self._running.popleft().result())
             elif self._queue and len(self._running) < self.lanes:
                 self._launch()
@@ -321,7 +323,14 @@ class PackedDecoder:
     def _settle(self, decoded: _Pass) -> list[Decoded]:
         window, transcript, complete_s = decoded.window, decoded.transcript, decoded.complete_s
         kept, rest = self._cut(window.placements, complete_s)
-        if not kept:  # nothing whole in this pass: let Whisper's seek loop finish it
+        if not kept and len(window.placements) > 1:
+            # nothing whole in a pass over several pieces (one unreliable stretch): each
+            # piece alone, as the per-file path would, not a seek loop over the pack
+            for placement in window.placements:
+                self.alone += 1
+                self._start(self._alone, pack([placement.piece], self.gap_s))
+            return []
+        if not kept:  # nothing whole of one piece: let Whisper's seek loop finish it
             kept, rest = list(window.placements), []
             transcript = self.transcriber.transcribe(window.samples)
         self._queue.extendleft(reversed(rest))

@@ -740,3 +740,26 @@ def test_a_long_two_channel_call_is_packed_turn_by_turn_on_each_channel(
         reference = " ".join(truth[f.stem] for f in files)
         said = " ".join(s.text for s in result.segments if s.channel == channel)
         assert wer(reference, said) <= 0.12, (channel, said)
+
+
+def test_identical_recordings_packed_together_each_get_their_own_words_every_time(
+        two_workers: Transcriber, tmp_path: Path) -> None:
+    """Six copies of one prompt packed into a window sound like a repetition loop to
+    Whisper; its temperature fallback then sampled the whole pack at random (other
+    copies' words in one file, text that changed between runs). Each copy is decoded
+    alone instead: its own words, the same in every run."""
+    source = load_audio(DEV / "pocketsphinx" / "goforward.wav").samples
+    paths = []
+    for k in range(6):
+        paths.append(tmp_path / f"copy{k}.wav")
+        sf.write(paths[-1], source, 16_000)
+    alone = two_workers.transcribe(source).text  # "Go forward 10 meters."
+    runs = []
+    for _ in range(2):
+        texts = {}
+        for path, result, _ in transcribe_recordings(paths, two_workers, VadConfig()):
+            assert isinstance(result, CallTranscript), result
+            texts[Path(path).stem] = result.text
+        runs.append(texts)
+        assert all(text == alone for text in texts.values()), texts
+    assert runs[0] == runs[1]
