@@ -50,7 +50,7 @@ import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
@@ -731,11 +731,14 @@ def find_inputs(arguments: Sequence[str],
     missing: list[Outcome] = []
     skip = exclude.resolve() if exclude is not None else None
 
+    def outside_out(path: Path) -> bool:  # never our own transcripts, on a rerun
+        return skip is None or skip not in path.resolve().parents
+
     def add_folder(folder: Path) -> None:
         for path in sorted(folder.rglob("*")):
             relative = path.relative_to(folder).parts
             if path.is_file() and not any(p.startswith(".") for p in relative) and (
-                    skip is None or skip not in path.resolve().parents):
+                    outside_out(path)):
                 found[path.resolve()] = None
 
     for argument in arguments:
@@ -749,7 +752,7 @@ def find_inputs(arguments: Sequence[str],
             for match in map(Path, matches):
                 if match.is_dir():
                     add_folder(match)
-                elif match.is_file():
+                elif match.is_file() and outside_out(match):
                     found[match.resolve()] = None
             if not matches:
                 missing.append({"path": argument, "error": f"{argument} matches no files"})
@@ -758,9 +761,11 @@ def find_inputs(arguments: Sequence[str],
     return list(found), missing
 
 
-def output_names(paths: Sequence[Path]) -> dict[str, str]:
-    """Base name of each file's SRT/VTT/TXT: its stem, made unique by a hash when shared."""
-    stems = Counter(p.stem for p in paths)
+def output_names(paths: Sequence[Path], earlier: Iterable[str] = ()) -> dict[str, str]:
+    """Base name of each file's SRT/VTT/TXT: its stem, made unique by a hash when shared,
+    in this run or with a file an earlier run wrote into the same folder (``earlier``:
+    the paths in its ledger), so one call's text never replaces another's."""
+    stems = Counter(Path(p).stem for p in {*map(str, paths), *earlier})
     return {str(p): p.stem if stems[p.stem] == 1 else
             f"{p.stem}-{hashlib.sha256(str(p).encode()).hexdigest()[:8]}" for p in paths}
 
@@ -894,7 +899,7 @@ def run_batch(arguments: Sequence[str], config: Config, options: BatchOptions,
     (out / ERRORS).write_text("", encoding="utf-8")  # this run's errors only
     ledger = Ledger(out / LEDGER)
     summary = BatchSummary()
-    results = _Results(options, ledger, output_names(paths), summary)
+    results = _Results(options, ledger, output_names(paths, ledger.records), summary)
     for outcome in missing:
         results.fail(outcome)
 

@@ -211,6 +211,30 @@ def test_a_changed_file_is_transcribed_again(batch_home: Path, tmp_path: Path) -
     assert set(records(out)) == {"a", "b"} and not list(out.glob("*.srt"))
 
 
+def test_same_named_files_from_two_runs_into_one_folder_keep_their_own_text(
+        batch_home: Path, tmp_path: Path) -> None:
+    for side, source in (("a", LIBRI / "1089-134691-0000.flac"),
+                         ("b", DEV / "pocketsphinx" / "goforward.wav")):
+        (tmp_path / side).mkdir()
+        shutil.copy(source, tmp_path / side / f"call{source.suffix}")
+        assert run_cli(["transcribe", str(tmp_path / side), "--out", str(tmp_path / "out"),
+                        "--format", "jsonl,txt"], batch_home).returncode == 0
+    kept = {json.loads(line)["outputs"]["txt"]: json.loads(line)["text"]
+            for line in (tmp_path / "out" / LEDGER).read_text().splitlines()}
+    assert len(kept) == 2, kept  # two names, neither text replaced by the other
+    for name, text in kept.items():
+        assert (tmp_path / "out" / name).read_text().strip().endswith(text.split()[-1])
+
+
+def test_a_glob_over_a_folder_holding_the_output_skips_the_output(batch_home: Path,
+                                                                 tmp_path: Path) -> None:
+    shutil.copy(DEV / "pocketsphinx" / "goforward.wav", tmp_path / "a.wav")
+    args = ["transcribe", str(tmp_path / "**"), "--out", str(tmp_path / "out")]
+    assert run_cli(args, batch_home).returncode == 0
+    again = run_cli(args, batch_home)  # the transcripts are under the glob now
+    assert again.returncode == 0 and "0 failed" in again.stdout, again.stdout
+
+
 def test_missing_paths_and_empty_globs_are_errors_not_crashes(batch_home: Path,
                                                               tmp_path: Path) -> None:
     out = tmp_path / "out"
