@@ -79,6 +79,22 @@ def test_corpus_wer_pools_the_errors_of_all_files(tmp_path: Path) -> None:
     assert report["files"][1]["insertions"] == 1 and report["files"][1]["substitutions"] == 1
 
 
+def test_the_real_time_factor_counts_the_recogniser_not_the_scoring(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from asr import evaluation
+
+    def slow_normalize(text: str) -> str:  # the normaliser's first import took ~2 s
+        time.sleep(0.3)
+        return text.lower()
+
+    monkeypatch.setattr(evaluation, "normalize", slow_normalize)
+    rows = [ManifestRow(tmp_path / "a.wav", "go forward", 1)]
+    report = evaluate(rows, lambda p: ("go forward", 10.0)).to_json()
+    assert report["rtf"] < 0.03, report  # 0.6 s of scoring over 10 s of audio would be 0.06
+
+
 def test_manifest_header_relative_paths_and_blank_lines(tmp_path: Path) -> None:
     (tmp_path / "calls").mkdir()
     manifest = tmp_path / "calls" / "dev.tsv"
