@@ -319,6 +319,42 @@ def _speaker_segments(piece: Piece, transcript: Transcript, speaker: str,
     return segments
 
 
+def _split_at_turns(segments: list[SpeakerSegment]) -> list[SpeakerSegment]:
+    """Each segment cut where another channel's segment begins inside it.
+
+    One side's speech a second or two apart is decoded together, for context,
+    and alignment stretches the last word before a pause over it; on a two-sided
+    call the other side's turn may lie in that pause ("Five, five." at 43.2 s
+    between the agent's turns at 40.8 and 45.3 s). Cut there, at a word boundary,
+    the conversation reads in time order.
+    """
+    out: list[SpeakerSegment] = []
+    for segment in segments:
+        cuts = sorted(o.start for o in segments if o.channel != segment.channel
+                      and segment.start < o.start < segment.end)
+        parts: list[list[SpokenWord]] = [[]]
+        bounds: list[float] = []  # where each part but the last must end: the other's start
+        for word in segment.words:
+            while cuts and word.start >= cuts[0]:
+                cut = cuts.pop(0)
+                if parts[-1]:
+                    parts.append([])
+                    bounds.append(cut)
+            parts[-1].append(word)
+        if len(parts) < 2:
+            out.append(segment)
+            continue
+        for words, bound in zip(parts, [*bounds, math.inf], strict=True):
+            # the last word before a pause is stretched over it: end it where the other
+            # side began
+            last = min(words[-1].end, bound)
+            out.append(replace(segment, start=words[0].start, end=max(words[0].start, last),
+                               text=" ".join(w.word for w in words), words=tuple(
+                                   replace(w, end=max(w.start, min(w.end, bound)))
+                                   for w in words)))
+    return out
+
+
 class _OpenRecording:
     """One recording on its way through the decoder: what is back, and how much is out."""
 
@@ -367,6 +403,8 @@ class _OpenRecording:
         self.segments.extend(found)
 
     def transcript(self, default_language: str) -> CallTranscript:
+        if len(self.used) > 1:  # the other side may speak in one side's pause
+            self.segments = _split_at_turns(self.segments)
         self.segments.sort(key=lambda s: (s.start, s.channel))
         language = (self.languages.most_common(1)[0][0] if self.languages
                     else default_language)

@@ -787,3 +787,25 @@ def test_identical_recordings_packed_together_each_get_their_own_words_every_tim
         runs.append(texts)
         assert all(text == alone for text in texts.values()), texts
     assert runs[0] == runs[1]
+
+
+def test_one_sides_segment_is_cut_where_the_other_side_speaks_inside_it() -> None:
+    """One side's speech under 2 s apart is decoded together, and alignment stretches the
+    last word before the pause over it; the other side's turn in that pause ("Five,
+    five." at 43.2 s) cuts the segment there, so the call reads in time order."""
+    from asr.formats import SpeakerSegment, SpokenWord
+
+    words = (SpokenWord(40.4, 41.4, "7", 0.9), SpokenWord(41.4, 41.7, "of", 0.9),
+             SpokenWord(41.7, 45.4, "Clovs.", 0.9),  # stretched over the pause
+             SpokenWord(45.4, 45.8, "8", 0.9), SpokenWord(45.8, 46.5, "of Spades.", 0.9))
+    agent = SpeakerSegment(40.4, 46.5, "7 of Clovs. 8 of Spades.", "agent", 1, words)
+    caller = SpeakerSegment(43.2, 44.5, "Five, five.", "caller", 0,
+                            (SpokenWord(43.2, 44.5, "Five, five.", 0.9),))
+    ordered = sorted(batch._split_at_turns([agent, caller]), key=lambda s: s.start)
+    assert [(s.speaker, s.text) for s in ordered] == [
+        ("agent", "7 of Clovs."), ("caller", "Five, five."), ("agent", "8 of Spades.")]
+    assert ordered[0].end == ordered[0].words[-1].end == 43.2  # ends where the caller began
+    assert ordered[2].start == 45.4 and ordered[2].end == 46.5
+    alone = SpeakerSegment(50.0, 52.0, "Go forward.", "caller", 0,
+                           (SpokenWord(50.0, 52.0, "Go forward.", 0.9),))
+    assert batch._split_at_turns([alone]) == [alone]
