@@ -47,6 +47,7 @@ import json
 import logging
 import math
 import os
+import socket
 import sys
 import time
 from collections import Counter
@@ -1040,6 +1041,20 @@ def _run_local(paths: list[str], config: Config, options: BatchOptions, workers:
             handle(outcome)
 
 
+def check_ray_address(address: str, timeout_s: float = 5.0) -> None:
+    """A cluster's ``host:port`` must answer before Ray is asked to join it: Ray itself
+    retries an address where nothing listens for minutes, printing its own warnings."""
+    host, sep, port = address.rpartition(":")
+    if "://" in address or not sep or not port.isdigit():
+        return  # "auto", or a ray:// client address: Ray's own checks apply
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise VoicedeskError(f"could not reach the Ray cluster at {address}: nothing answers "
+                             f"there ({exc.strerror or exc}); start one (ray start --head) or "
+                             f"use --ray local") from None
+
+
 def _run_ray(paths: list[str], config: Config, options: BatchOptions, workers: int,
              threads: int, handle: Callable[[Outcome], None]) -> None:
     try:
@@ -1050,6 +1065,8 @@ def _run_ray(paths: list[str], config: Config, options: BatchOptions, workers: i
     started_here = not ray.is_initialized()
     if started_here:
         address = None if options.ray_address in (None, "local") else options.ray_address
+        if address is not None:
+            check_ray_address(address)
         try:
             ray.init(address=address, num_cpus=cpu_cores() if address is None else None,
                      include_dashboard=False, log_to_driver=False,

@@ -809,3 +809,20 @@ def test_one_sides_segment_is_cut_where_the_other_side_speaks_inside_it() -> Non
     alone = SpeakerSegment(50.0, 52.0, "Go forward.", "caller", 0,
                            (SpokenWord(50.0, 52.0, "Go forward.", 0.9),))
     assert batch._split_at_turns([alone]) == [alone]
+
+
+def test_a_ray_address_where_nothing_listens_fails_at_once_with_the_reason() -> None:
+    import socket
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    started = time.perf_counter()
+    with pytest.raises(batch.VoicedeskError, match="could not reach the Ray cluster"):
+        batch.check_ray_address(f"127.0.0.1:{port}")
+    assert time.perf_counter() - started < 5
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        batch.check_ray_address(f"127.0.0.1:{listening.getsockname()[1]}")  # answers: fine
+    batch.check_ray_address("ray://127.0.0.1:1")  # a client address: Ray's own checks
