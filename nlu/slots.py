@@ -53,6 +53,8 @@ class SlotExtractor:
     specs: dict[str, SlotSpec]
     plans: list[str] = field(default_factory=list)
     today: dt.date | None = None
+    _mentioned: tuple[str | None, list[tuple[int, int, str]]] = field(
+        default=(None, []), init=False, repr=False, compare=False)
 
     def extract(self, text: str, expected: str | None = None) -> dict[str, str]:
         """Every slot value found in ``text``; ``expected`` is the slot the assistant asked for."""
@@ -229,7 +231,14 @@ class SlotExtractor:
 
         Names are matched word for word first, then loosely ("fiber 500", "unlimited 5 g");
         the numbers in a name must match exactly, so "fibre 1" names no plan and "fibre
-        1000" is never "Fibre 100"."""
+        1000" is never "Fibre 100". The last text's answer is kept: masking the numbers
+        plan names explain and reading the plan slot ask about the same turn."""
+        cached = self._mentioned  # one read: calls share an extractor across threads
+        if cached[0] != text:
+            cached = self._mentioned = (text, self._find_plans(text))
+        return cached[1]
+
+    def _find_plans(self, text: str) -> list[tuple[int, int, str]]:
         lowered = text.lower()
         mentions: list[tuple[int, int, str]] = []
 
@@ -252,8 +261,9 @@ class SlotExtractor:
                 chunk = " ".join(w.group() for w in words[i:i + n])
                 numbers_fit = (re.findall(r"\d+", chunk) == re.findall(r"\d+", name)
                                or not exact_numbers)
-                if (free(start, end) and numbers_fit
-                        and difflib.SequenceMatcher(None, chunk, name).ratio() > 0.85):
+                close = difflib.SequenceMatcher(None, chunk, name)
+                if (free(start, end) and numbers_fit and close.real_quick_ratio() > 0.85
+                        and close.quick_ratio() > 0.85 and close.ratio() > 0.85):
                     mentions.append((start, end, plan))
         return sorted(mentions)
 
