@@ -62,6 +62,7 @@ class KnowledgeBase:
         self.max_sentences = max_sentences
         self._vectors = embedder.embed([f"{p.title}. {p.text}" for p in self.passages])
         self._sentences: dict[tuple[int, bool], np.ndarray] = {}
+        self._last: tuple[str | None, Answer | None] = (None, None)
 
     def answer(self, question: str) -> Answer | None:
         """The grounded answer, or None when nothing in the pack is close enough.
@@ -77,6 +78,14 @@ class KnowledgeBase:
         """
         if not self.passages or not question.strip():
             return None
+        last = self._last  # one read: calls share the knowledge base across threads
+        if last[0] == question:  # asked again in the same turn (is it answerable? answer it)
+            return last[1]
+        found = self._answer(question)
+        self._last = (question, found)
+        return found
+
+    def _answer(self, question: str) -> Answer | None:
         query = self.embedder.embed([question])[0]
         nearest = [int(i) for i in np.argsort(-(self._vectors @ query))[:3]]
         for titled in (False, True):

@@ -35,3 +35,14 @@ def test_questions_find_the_section_that_answers_them(assistant, question: str, 
 ])
 def test_what_the_pack_does_not_say_is_not_answered(assistant, question: str) -> None:
     assert assistant.knowledge.answer(question) is None
+
+
+def test_a_question_asked_twice_in_a_turn_is_embedded_once(assistant, monkeypatch) -> None:
+    """The dialogue asks whether a doubted turn is answerable, then answers it."""
+    kb: KnowledgeBase = assistant.knowledge
+    embedded: list[list[str]] = []
+    embed = kb.embedder.embed
+    monkeypatch.setattr(kb.embedder, "embed", lambda texts: embedded.append(texts) or embed(texts))
+    first = kb.answer("Is Canada in the travel zone for my phone?")
+    assert kb.answer("Is Canada in the travel zone for my phone?") == first
+    assert embedded == [["Is Canada in the travel zone for my phone?"]]
