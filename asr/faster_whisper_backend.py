@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from asr.transcript import Segment, Transcript, Word, is_silence
+from asr.transcript import Segment, Transcript, Word, is_silence, says_nothing
 from voicedesk.config import AsrConfig
-from voicedesk.errors import ModelError
+from voicedesk.errors import ConfigError, ModelError
 
 WINDOW_SAMPLES = 30 * 16_000
 # faster-whisper's defaults for the checks that make its transcribe() decode again
@@ -39,7 +39,7 @@ TIMESTAMP_SLACK_S = 0.6
 MIN_ADVANCE_S = 0.3  # a continuation starts at least this far past the previous one
 MAX_TOKENS = 220  # Whisper's own limit per window is 448, half for the prompt
 # Encoder outputs kept for audio heard again soon (a hinted pass, then a beam search over
-# the same samples): each is 1,500 x d_model floats (2.3 MB for tiny).
+# the same samples): each is at most 1,500 x d_model floats (2.3 MB for tiny).
 ENCODED_KEPT = 4
 
 
@@ -51,13 +51,20 @@ class FasterWhisperTranscriber:
         threads, serve that many ``transcribe`` calls from Python threads at once."""
         from faster_whisper import WhisperModel
 
+        from asr.encoder_context import short_context_model
+
+        if not 5 <= config.context_s <= 30:
+            raise ConfigError(f"asr.context_s = {config.context_s:g}: the shortest encoder "
+                              f"window must be 5-30 s (15 keeps Whisper's accuracy, 30 is "
+                              f"its full window)")
         self.model_ref = model
         self.config = config
         self.replicas = max(1, replicas)
         threads = config.threads or os.cpu_count() or 1
         try:
-            self._model = WhisperModel(model, device="auto", compute_type=config.compute_type,
-                                       cpu_threads=threads, num_workers=self.replicas)
+            self._model = short_context_model()(
+                model, device="auto", compute_type=config.compute_type, cpu_threads=threads,
+                num_workers=self.replicas)
             # Whisper's decoder gains nothing from a second thread (tiny.en on 2 cores: 0.13 s
             # with both, 0.08 s with one, for a 5-s turn), its encoder a lot (0.24 s against
             # 0.40 s): a model with several threads encodes with them all and decodes a
@@ -102,7 +109,7 @@ class FasterWhisperTranscriber:
         for seg in segments:
             # Whisper invents text on silence; its own no-speech estimate, paired with a
             # low average log-probability, is the documented way to drop such segments.
-            if seg.no_speech_prob > 0.6 and seg.avg_logprob < -1.0:
+            if seg.no_speech_prob > 0.6 and seg.avg_logprob < -1.0 or says_nothing(seg.text):
                 continue
             words = tuple(Word(w.start, w.end, w.word, w.probability) for w in seg.words or ())
             out.append(Segment(seg.start, seg.end, seg.text.strip(), words, seg.avg_logprob,
@@ -224,8 +231,9 @@ class FasterWhisperTranscriber:
         return readings, tokenizer, encoded, frames
 
     def _encode(self, samples: np.ndarray) -> tuple[Any, int]:
-        """Whisper's encoder output for at most 30 s of float32 samples, and its frame
-        count; the last few are kept, so samples heard again are not encoded again."""
+        """Whisper's encoder output for at most 30 s of float32 samples, over the shorter
+        window of a live pass (``asr.context_s``), and its frame count; the last few are
+        kept, so samples heard again are not encoded again."""
         from faster_whisper.audio import pad_or_trim
 
         key = (len(samples), hashlib.blake2b(samples.tobytes(), digest_size=16).digest())
@@ -236,7 +244,8 @@ class FasterWhisperTranscriber:
         model = self._model
         features = model.feature_extractor(samples)
         frames = min(features.shape[-1] - 1, model.feature_extractor.nb_max_frames)
-        encoded = (model.encode(pad_or_trim(features[:, :frames])), frames)
+        encoded = (model.encode(pad_or_trim(features[:, :frames]), self.config.context_s),
+                   frames)
         with self._encoded_lock:
             self._encoded[key] = encoded
             while len(self._encoded) > ENCODED_KEPT:
@@ -340,7 +349,7 @@ def _segments(segments: list[dict[str, Any]], tokenizer: Any, duration: float,
     out = []
     for seg in segments:
         text = tokenizer.decode(seg["tokens"]).strip()
-        if not text or seg["start"] == seg["end"]:
+        if says_nothing(text) or seg["start"] == seg["end"]:
             continue
         words = tuple(Word(w["start"], min(w["end"], duration), w["word"], w["probability"])
                       for w in seg.get("words", ()))

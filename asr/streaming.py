@@ -85,9 +85,10 @@ from voicedesk.errors import AudioError, ConfigError
 class StreamingOptions:
     """When to re-run Whisper and how much audio to keep; defaults suit tiny.en on 2 cores."""
 
-    # New audio between passes. Each pass costs about the same whatever the buffer's
-    # length (Whisper pads to 30 s), so this sets the CPU cost per call: a pass of
-    # tiny.en takes ~0.35-0.45 s on 2 cores, so 1 s keeps one call under half a machine.
+    # New audio between passes. A pass encodes at least 15 s (``asr.context_s``), so up
+    # to about 13 s of buffer each pass costs about the same, and this sets the CPU cost
+    # per call: a pass of tiny.en takes ~0.2 s on 2 cores (~0.35-0.45 s with the full
+    # 30-s window), so 1 s keeps one call under a quarter of the machine.
     min_chunk_s: float = 1.0
     # Until a pass hears a word, passes come this often, so the caller's first words
     # show within a second of their onset even when the first pass hears too little.

@@ -16,6 +16,11 @@ def is_silence(no_speech_prob: float, avg_logprob: float) -> bool:
     return no_speech_prob > NO_SPEECH_PROB and avg_logprob < LOGPROB_FLOOR
 
 
+def says_nothing(text: str) -> bool:
+    """Text without a letter or digit: the "." Whisper may write for a silent window."""
+    return not any(ch.isalnum() for ch in text)
+
+
 @dataclass(frozen=True)
 class Word:
     start: float

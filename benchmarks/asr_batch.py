@@ -360,16 +360,24 @@ def print_table(measured: dict[str, Any], summaries: Sequence[dict[str, Any]],
               f"(between them {summary['wer_between_engines']:.2%})")
 
 
+FULL_WINDOW = "faster-whisper, 30-s window"
+
+
 def build_engines(model: str, threads: int, workers: int, language: str,
-                  extra: Sequence[str]) -> list[Engine]:
+                  extra: Sequence[str], context_s: float = 15.0) -> list[Engine]:
     """The batch path with ``workers`` x (threads / workers), openai-whisper with all threads;
-    ``extra``: "per-file" (the backend alone) and "pipeline" (BatchedInferencePipeline)."""
+    ``extra``: "per-file" (the backend alone), "pipeline" (BatchedInferencePipeline) and
+    "full-window" (the batch path with Whisper's whole 30-s encoder window)."""
     fast = AsrConfig(backend="faster-whisper", model=model, compute_type="int8", beam_size=1,
-                     threads=threads, language=language)
+                     threads=threads, language=language, context_s=context_s)
     slow = AsrConfig(backend="openai-whisper", model=model, compute_type="float32",
                      beam_size=1, threads=threads, language=language)
     engines = [Engine("faster-whisper", replace(fast, threads=max(1, threads // workers)),
                       kind="batch", workers=workers)]
+    if "full-window" in extra:
+        engines.append(Engine(FULL_WINDOW, replace(fast, threads=max(1, threads // workers),
+                                                   context_s=30.0),
+                              kind="batch", workers=workers))
     if "per-file" in extra:
         engines.append(Engine("faster-whisper file by file", fast))
     if "pipeline" in extra:
@@ -431,6 +439,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--per-file", action="store_true",
                         help="also time the faster-whisper backend alone on each file "
                              "(the batch path before packing)")
+    parser.add_argument("--full-window", action="store_true",
+                        help="also run the batch path with Whisper's full 30-s encoder window "
+                             "(asr.context_s = 30), side by side")
     parser.add_argument("--repetitions", type=int, default=None)
     parser.add_argument("--threads", type=int, default=0,
                         help="threads for each engine in total (default: every usable core)")
@@ -455,33 +466,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         recordings = [Recording(path, load_audio(path).samples, ref) for path, ref in rows]
         workers = args.workers or plan_workers(0, len(recordings), threads)[0]
         language = config.asr.language
-        extra = ["per-file"] if args.per_file else []
+        context = config.asr.context_s
+        window = ["full-window"] if args.full_window else []
+        extra = (["per-file"] if args.per_file else []) + window
         batch = measure("separate recordings",
-                        build_engines(model, threads, workers, language, extra),
+                        build_engines(model, threads, workers, language, extra, context),
                         config, store, [recordings], repetitions)
         comparisons = [summarise(batch, "faster-whisper")]
         if args.per_file:
             comparisons.append(summarise(batch, "faster-whisper file by file"))
+        if args.full_window:
+            comparisons += [summarise(batch, FULL_WINDOW),
+                            summarise(batch, "faster-whisper", FULL_WINDOW)]
         measurements.append((batch, comparisons))
         if args.long_form:
             with tempfile.TemporaryDirectory() as folder:
                 orders = [[joined(recordings, Path(folder), k)] for k in range(repetitions)]
                 long = measure("one joined recording",
                                build_engines(model, threads, 1, language,
-                                             ["per-file", "pipeline"]),
+                                             ["per-file", "pipeline"] + window, context),
                                config, store, orders, repetitions)
             measurements.append((long, [summarise(long, "faster-whisper"),
                                         summarise(long, "faster-whisper file by file"),
                                         summarise(long, "faster-whisper-batched"),
                                         summarise(long, "faster-whisper",
-                                                  "faster-whisper file by file")]))
+                                                  "faster-whisper file by file")]
+                                 + [summarise(long, "faster-whisper", FULL_WINDOW)] * bool(window)))
         if args.stereo_calls:
             with tempfile.TemporaryDirectory() as folder:
                 orders = [[stereo_call(recordings, Path(folder), k)] for k in range(repetitions)]
                 calls = measure("one stereo call recording",
-                                build_engines(model, threads, 1, language, []),
+                                build_engines(model, threads, 1, language, window, context),
                                 config, store, orders, repetitions)
-            measurements.append((calls, [summarise(calls, "faster-whisper")]))
+            against = [summarise(calls, "faster-whisper", FULL_WINDOW)] if window else []
+            measurements.append((calls, [summarise(calls, "faster-whisper")] + against))
     except VoicedeskError as exc:
         print(f"asr_batch: {exc}", file=sys.stderr)
         return 1

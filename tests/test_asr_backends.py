@@ -300,7 +300,9 @@ def test_a_streaming_pass_decoded_single_threaded_hears_what_faster_whisper_hear
     single-threaded handle; the words and their times are faster-whisper's own."""
     from asr.faster_whisper_backend import FasterWhisperTranscriber
 
-    split = FasterWhisperTranscriber(store.whisper_ct2(MODEL), AsrConfig(threads=2))
+    # Whisper's full window, as faster-whisper's own pass has: this is about the decoding
+    # (the shorter window of live passes: tests/test_encoder_context.py)
+    split = FasterWhisperTranscriber(store.whisper_ct2(MODEL), AsrConfig(threads=2, context_s=30))
     # two replicas of two threads each: no single-threaded handle, faster-whisper's pass
     plain = FasterWhisperTranscriber(store.whisper_ct2(MODEL), AsrConfig(threads=2), replicas=2)
     assert split.splits_decoding and not plain.splits_decoding
@@ -319,7 +321,7 @@ def test_an_improbable_short_pass_is_decoded_once_as_faster_whisper_would(
     a second encoder pass, so the split pass keeps its reading: same words, one pass."""
     from asr.faster_whisper_backend import LOGPROB_LIMIT, FasterWhisperTranscriber
 
-    split = FasterWhisperTranscriber(store.whisper_ct2(MODEL), AsrConfig(threads=2))
+    split = FasterWhisperTranscriber(store.whisper_ct2(MODEL), AsrConfig(threads=2, context_s=30))
     plain = FasterWhisperTranscriber(store.whisper_ct2(MODEL), AsrConfig(threads=2), replicas=2)
     seek_loop = []
     original = split._model.transcribe

@@ -33,6 +33,10 @@ class AsrConfig:
     compute_type: str = "int8"
     beam_size: int = 1
     threads: int = 0  # 0: all cores
+    # The shortest window Whisper's encoder looks at in a live streaming pass, in seconds
+    # (asr/encoder_context.py): its audio plus 2 s, never less than this; 30 is Whisper's
+    # full window (what batch transcription always uses).
+    context_s: float = 15.0
 
 
 @dataclass
