@@ -91,8 +91,10 @@ class StreamingOptions:
     # 30-s window), so 1 s keeps one call under a quarter of the machine.
     min_chunk_s: float = 1.0
     # Until a pass hears a word, passes come this often, so the caller's first words
-    # show within a second of their onset even when the first pass hears too little.
-    first_chunk_s: float = 0.6
+    # show within a second of their onset even when the first pass hears too little
+    # (0.6 s with the full 30-s window's 0.5-s passes; with 0.2-s passes 0.4 s puts the
+    # first partial at 0.43 s median, 0.84 s p90, for 3 % more passes).
+    first_chunk_s: float = 0.4
     # Unvoiced audio after speech that starts a pass at once (needs the loop's VAD
     # hints): it lands inside the endpointer's silence and becomes the final pass.
     pause_s: float = 0.2
