@@ -14,11 +14,15 @@ time; 12 s cost two words and 10 s three. So that is the rule here:
 ``context_frames`` says how many feature frames to encode, and
 ``short_context_model`` makes a faster-whisper model that can encode no more.
 
-Live calls use it: the streaming passes, the pause pass the endpointer waits
-for above all (``asr.context_s``; 30 keeps Whisper's window). Batch
-transcription does not: its packed windows are mostly full anyway, and side
-by side on the dev recordings the short window there was no faster (0.94x)
-and cost four words of 211 (``benchmarks/asr_batch.py --full-window``).
+Live calls use it for their streaming passes (``quick_pass``), the pause
+pass the endpointer waits for above all (``asr.context_s``; 30 keeps
+Whisper's window). Everything else keeps the full window: a pass for an
+expected answer (account numbers and PINs: on espeak-ng's digits the short
+window looped or dropped a digit, and the scenario suite heard with
+``--audio`` fell from 26 to 23 of 26 calls), whole utterances heard offline,
+and batch transcription, whose packed windows are mostly full anyway (side
+by side there the short window was no faster, 0.94x, and cost four words of
+211: ``benchmarks/asr_batch.py --full-window``).
 """
 
 from __future__ import annotations

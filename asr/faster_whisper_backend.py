@@ -77,16 +77,24 @@ class FasterWhisperTranscriber:
             raise ModelError(f"ASR model {model} could not be loaded by faster-whisper: "
                              f"{str(exc).splitlines()[0]}") from None
         self._english_only = not self._model.model.is_multilingual
-        self._encoded: OrderedDict[tuple[int, bytes], tuple[Any, int]] = OrderedDict()
+        self._encoded: OrderedDict[tuple[int, float, bytes], tuple[Any, int]] = OrderedDict()
         self._encoded_lock = threading.Lock()
 
     def transcribe(self, samples: np.ndarray, prompt: str | None = None,
                    fallback: bool = True) -> Transcript:
+        return self._transcribe(samples, prompt, fallback, 30.0)
+
+    def quick_pass(self, samples: np.ndarray, prompt: str | None = None) -> Transcript:
+        """A pass without fallback over the shorter window of ``asr.context_s``."""
+        return self._transcribe(samples, prompt, False, self.config.context_s)
+
+    def _transcribe(self, samples: np.ndarray, prompt: str | None, fallback: bool,
+                    window_s: float) -> Transcript:
         duration = len(samples) / 16_000
         if len(samples) == 0:
             return Transcript(duration=0.0)
         if not fallback and self._decoder is not None:
-            heard = self._split_pass(samples, prompt)
+            heard = self._split_pass(samples, prompt, window_s)
             if heard is not None:
                 return heard
         language = "en" if self._english_only else (self.config.language or None)
@@ -121,7 +129,8 @@ class FasterWhisperTranscriber:
         """Whether streaming passes decode on a single-threaded handle (see __init__)."""
         return self._decoder is not None
 
-    def _split_pass(self, samples: np.ndarray, prompt: str | None) -> Transcript | None:
+    def _split_pass(self, samples: np.ndarray, prompt: str | None, window_s: float = 30.0
+                    ) -> Transcript | None:
         """One greedy pass, encoded with every thread and decoded on the single-threaded
         handle: what ``transcribe`` gives without fallback, for a streaming pass. None
         where that needs Whisper's seek loop (over 30 s, the decoder stopping early,
@@ -134,7 +143,7 @@ class FasterWhisperTranscriber:
         model, decoding = self._model, self._decoder
         samples = samples.astype(np.float32, copy=False)
         duration = len(samples) / 16_000
-        encoded, frames = self._encode(samples)
+        encoded, frames = self._encode(samples, window_s)
         language = "en" if self._english_only else self.config.language
         tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual,
                               task="transcribe", language=language)
@@ -230,13 +239,14 @@ class FasterWhisperTranscriber:
                 readings.append((text, tokens, float(score)))
         return readings, tokenizer, encoded, frames
 
-    def _encode(self, samples: np.ndarray) -> tuple[Any, int]:
-        """Whisper's encoder output for at most 30 s of float32 samples, over the shorter
-        window of a live pass (``asr.context_s``), and its frame count; the last few are
-        kept, so samples heard again are not encoded again."""
+    def _encode(self, samples: np.ndarray, window_s: float = 30.0) -> tuple[Any, int]:
+        """Whisper's encoder output for at most 30 s of float32 samples, over a window of
+        at least ``window_s`` (``asr/encoder_context.py``), and its frame count; the last
+        few are kept, so samples heard again are not encoded again."""
         from faster_whisper.audio import pad_or_trim
 
-        key = (len(samples), hashlib.blake2b(samples.tobytes(), digest_size=16).digest())
+        key = (len(samples), window_s,
+               hashlib.blake2b(samples.tobytes(), digest_size=16).digest())
         with self._encoded_lock:
             if key in self._encoded:
                 self._encoded.move_to_end(key)
@@ -244,8 +254,7 @@ class FasterWhisperTranscriber:
         model = self._model
         features = model.feature_extractor(samples)
         frames = min(features.shape[-1] - 1, model.feature_extractor.nb_max_frames)
-        encoded = (model.encode(pad_or_trim(features[:, :frames]), self.config.context_s),
-                   frames)
+        encoded = (model.encode(pad_or_trim(features[:, :frames]), window_s), frames)
         with self._encoded_lock:
             self._encoded[key] = encoded
             while len(self._encoded) > ENCODED_KEPT:

@@ -26,6 +26,16 @@ class Transcriber(Protocol):
 
 
 @runtime_checkable
+class QuickTranscriber(Protocol):
+    """A backend with a cheaper pass for live partials (faster-whisper: a shorter window)."""
+
+    def quick_pass(self, samples: np.ndarray, prompt: str | None = None) -> Transcript:
+        """What ``transcribe(samples, prompt, fallback=False)`` hears, for less time and
+        perhaps a little accuracy: a streaming pass that nobody's answer depends on alone."""
+        ...
+
+
+@runtime_checkable
 class AlternativesTranscriber(Protocol):
     """A backend that can list what else an utterance may have said (faster-whisper)."""
 

@@ -81,7 +81,7 @@ from asr.agreement import join_words
 from asr.audio import SPEECH_RATE, Audio, load_audio
 from asr.evaluation import normalize, word_errors
 from asr.streaming import Confirmed, Final, Partial, StreamingOptions, StreamingTranscriber
-from asr.transcriber import Transcriber, create_transcriber
+from asr.transcriber import QuickTranscriber, Transcriber, create_transcriber
 from asr.transcript import Transcript, Word
 from voice.vad import SpeechSpan, WebRtcVad, split_turns
 from voicedesk.config import Config, load_config
@@ -157,6 +157,15 @@ class TimedTranscriber:
         started = time.perf_counter()
         try:
             return self.inner.transcribe(samples, prompt, fallback)
+        finally:
+            self.durations.append(time.perf_counter() - started)
+
+    def quick_pass(self, samples: np.ndarray, prompt: str | None = None) -> Transcript:
+        started = time.perf_counter()
+        try:
+            if isinstance(self.inner, QuickTranscriber):
+                return self.inner.quick_pass(samples, prompt)
+            return self.inner.transcribe(samples, prompt, False)
         finally:
             self.durations.append(time.perf_counter() - started)
 

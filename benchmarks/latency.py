@@ -5,6 +5,7 @@ Run from the repository root::
     python benchmarks/latency.py                 # quick: 2 scripted calls, one at a time
     python benchmarks/latency.py --calls 8       # 8 calls at once (the concurrency target)
     python benchmarks/latency.py --full          # every scripted call of the suite, 3 rounds
+    python benchmarks/latency.py --calls 8 --stagger 10   # calls ringing in over 10 s
 
 Each call is a multi-turn script from the project's scenario suite
 (``nlu/domain/telecom/scenarios.yaml``), spoken by espeak-ng (a voice unlike the
@@ -75,10 +76,13 @@ def percentile(values: list[float], q: float) -> float | None:
 
 
 async def run_calls(service: Any, scripts: list[list[np.ndarray]], rate: int,
-                    names: list[str]) -> list[dict[str, Any]]:
+                    names: list[str], offsets: list[float] | None = None
+                    ) -> list[dict[str, Any]]:
     from voice.line import CallerScript, CallerTurn, MemoryLine
 
     async def one(i: int) -> dict[str, Any]:
+        if offsets:
+            await asyncio.sleep(offsets[i])  # calls ringing in at their own times
         line = MemoryLine(CallerScript([CallerTurn(a) for a in scripts[i]], reply_timeout_s=15),
                           rate, call_id=f"bench-{i}")
         outcome = await service.handle(line)
@@ -118,6 +122,10 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, help="batches of calls (default 2; --full 3)")
     parser.add_argument("--full", action="store_true", help="more scripts and rounds")
     parser.add_argument("--rate", type=int, default=8000, help="line rate (default 8000)")
+    parser.add_argument("--stagger", type=float, default=0.0, metavar="S",
+                        help="start each call of a batch after a random delay of up to S "
+                             "seconds (fixed seed), as calls ring in; default 0: all at once, "
+                             "in the same 20-ms frame (the worst case)")
     parser.add_argument("--json", type=Path, default=REPO / "benchmarks/results/latency.json")
     args = parser.parse_args()
     rounds = args.rounds or (3 if args.full else 2)
@@ -140,6 +148,8 @@ def main() -> int:
     audio = [speak(lines, args.rate) for _, lines in chosen]
     load_before = os.getloadavg()
 
+    rng = np.random.default_rng(0)
+
     async def go() -> list[dict[str, Any]]:
         service = CallService(config, assistant)
         await service.start()
@@ -149,8 +159,10 @@ def main() -> int:
                 batch = list(range(r, min(r + args.calls, len(chosen))))
                 print(f"calls {batch[0] + 1}-{batch[-1] + 1} of {len(chosen)} "
                       f"({len(batch)} at once) ...", file=sys.stderr)
+                offsets = [float(x) for x in rng.uniform(0, args.stagger, len(batch))]
                 results += await run_calls(service, [audio[i] for i in batch], args.rate,
-                                           [chosen[i][0] for i in batch])
+                                           [chosen[i][0] for i in batch],
+                                           offsets if args.stagger > 0 else None)
         finally:
             await service.stop()
         return results
@@ -163,6 +175,7 @@ def main() -> int:
     result = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "calls": args.calls,
+        "stagger_s": args.stagger,
         "calls_total": len(calls),
         "line_rate": args.rate,
         "turns": sum(c["turns"] for c in calls),
@@ -192,7 +205,8 @@ def main() -> int:
     vv = result["voice_to_voice_ms"]
     print(f"{'voice_to_voice_ms':<22}{vv['p50'] or '-':>10}{vv['p95'] or '-':>10}"
           f"   (n={vv['n']}; target p50<={target['p50_ms']}, p95<={target['p95_ms']})")
-    print(f"calls at once: {args.calls}; calls: {len(calls)}; turns answered "
+    print(f"calls at once: {args.calls} (started within {args.stagger:g} s); calls: "
+          f"{len(calls)}; turns answered "
           f"{result['answered']}/{result['turns']}; early starts {result['early_starts']}; "
           f"play-out gaps {result['gaps']}; late clock ticks {result['late_ticks']}; "
           f"load {result['machine']['load_average_before'][0]} -> "

@@ -100,6 +100,9 @@ class _GreedyOnly:
     def transcribe(self, samples: Any, prompt: str | None = None, fallback: bool = True) -> Any:
         return self.inner.transcribe(samples, prompt, fallback)
 
+    def quick_pass(self, samples: Any, prompt: str | None = None) -> Any:
+        return self.inner.quick_pass(samples, prompt)
+
 
 def live_hearing(transcriber: Any, voice: Any) -> Callable[[str, int, frozenset[int], str], str]:
     """Hear a line as the live loop does (see the module docstring); returns the Final."""

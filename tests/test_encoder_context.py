@@ -1,4 +1,4 @@
-"""A live pass encodes its audio plus a margin, never under 15 s, and hears as well."""
+"""A live partial pass encodes its audio plus a margin, never under 15 s, and hears as well."""
 
 from __future__ import annotations
 
@@ -52,8 +52,14 @@ def test_a_short_pass_encodes_a_short_window(store: ModelStore) -> None:
     features = pad_or_trim(model.feature_extractor(np.full(48_000, 1e-3, np.float32))[:, :300])
     assert model.encode(features, 15.0).shape[1] == 750  # 15 s of encoder frames, not 1,500
     assert model.encode(features).shape[1] == 1500  # Whisper's own passes: the full window
-    encoded, frames = transcriber._encode(np.full(48_000, 1e-3, np.float32))  # type: ignore
-    assert encoded.shape[1] == 750 and frames == 300  # a live pass: asr.context_s
+    seen = []
+    original = model.encode
+    model.encode = lambda features, window_s=30.0: seen.append(window_s) or original(
+        features, window_s)
+    speech = np.full(48_000, 1e-3, np.float32)
+    transcriber.quick_pass(speech)  # a live partial: asr.context_s
+    transcriber.transcribe(speech, fallback=False)  # a pass for an answer: the full window
+    assert seen == [15.0, 30.0]
 
 
 def test_live_passes_hear_the_dev_set_as_well_with_the_short_window(store: ModelStore) -> None:
@@ -67,7 +73,7 @@ def test_live_passes_hear_the_dev_set_as_well_with_the_short_window(store: Model
     for context in (15.0, 30.0):
         # two threads: live passes encode on both and decode on a single-threaded handle
         transcriber = create_transcriber(AsrConfig(context_s=context, threads=2), store)
-        heard = [transcriber.transcribe(audio, fallback=False).text for audio, _ in rows]
+        heard = [transcriber.quick_pass(audio).text for audio, _ in rows]
         counts = [word_errors(normalize(ref), normalize(text))
                   for (_, ref), text in zip(rows, heard, strict=True)]
         words = sum(c.reference_words for c in counts)

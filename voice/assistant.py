@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from asr.audio import resample
-from asr.transcriber import Transcriber, create_transcriber
+from asr.transcriber import QuickTranscriber, Transcriber, create_transcriber
 from nlu.crm import CRM
 from nlu.dialogue.manager import DialogueManager
 from nlu.domain import DomainPack, load_domain
@@ -92,7 +92,9 @@ class Assistant:
             spoken = list(self.synthesizer.synthesize("Hello, I would like to check my balance."))
             speech = (resample(np.concatenate(spoken), self.synthesizer.sample_rate, 16_000)
                       if spoken else np.zeros(16_000, dtype=np.float32))
-            self.transcriber.transcribe(speech, fallback=False)  # a streaming pass
+            if isinstance(self.transcriber, QuickTranscriber):
+                self.transcriber.quick_pass(speech)  # a streaming pass
+            self.transcriber.transcribe(speech, fallback=False)  # a pass for an answer
             self.recognizer.understand("I would like to check my balance")
             self.llm.score("Hello", [" there"])
             if self.knowledge is not None:

@@ -35,7 +35,7 @@ class AsrConfig:
     threads: int = 0  # 0: all cores
     # The shortest window Whisper's encoder looks at in a live streaming pass, in seconds
     # (asr/encoder_context.py): its audio plus 2 s, never less than this; 30 is Whisper's
-    # full window (what batch transcription always uses).
+    # full window (what passes for an expected answer and batch transcription use).
     context_s: float = 15.0
 
 
