@@ -117,7 +117,7 @@ class FasterWhisperTranscriber:
         for seg in segments:
             # Whisper invents text on silence; its own no-speech estimate, paired with a
             # low average log-probability, is the documented way to drop such segments.
-            if seg.no_speech_prob > 0.6 and seg.avg_logprob < -1.0 or says_nothing(seg.text):
+            if (seg.no_speech_prob > 0.6 and seg.avg_logprob < -1.0) or says_nothing(seg.text):
                 continue
             words = tuple(Word(w.start, w.end, w.word, w.probability) for w in seg.words or ())
             out.append(Segment(seg.start, seg.end, seg.text.strip(), words, seg.avg_logprob,

@@ -250,6 +250,39 @@ def test_an_expected_answer_is_heard_with_its_prompt_over_the_speech_only(
     assert streamer.expected_heard == int(taken)
 
 
+class _Quick(_Hinted):
+    """``_Hinted`` with a cheaper pass for partials; records which passes took it."""
+
+    def __init__(self, hinted: str) -> None:
+        super().__init__(hinted)
+        self.quick: list[str | None] = []
+
+    def quick_pass(self, samples: np.ndarray, prompt: str | None = None) -> Transcript:
+        self.quick.append(prompt)
+        return self.transcribe(samples, prompt, fallback=False)
+
+
+def test_partials_take_the_quick_pass_and_an_expected_answer_the_full_one() -> None:
+    """The quick pass (faster-whisper: a shorter encoder window) hears the partials; the
+    pass for an expected answer (digits, which the short window loops on) does not."""
+    from asr.streaming import Expectation
+
+    whisper = _Quick("It's 4, 0, 0, 1, 9, 0, 1, 2.")
+    streamer = StreamingTranscriber(whisper)
+    streamer.expect(Expectation(HINT, _eight_digits))
+    for _ in range(100):  # 2 s of speech
+        streamer.push(np.full(FRAME, 0.1, dtype=np.float32), True)
+        streamer.poll()
+    partials = len(whisper.calls)
+    assert partials >= 2 and len(whisper.quick) == partials  # every partial: quick
+    for _ in range(25):
+        streamer.push(np.zeros(FRAME, dtype=np.float32), False)
+    streamer.poll()
+    hinted = [p for _, p in whisper.calls[partials:]]
+    assert hinted == [HINT] and HINT not in whisper.quick  # the answer: the full pass
+    assert streamer.answer == "It's 4, 0, 0, 1, 9, 0, 1, 2."
+
+
 class _Searching(_Hinted):
     """``_Hinted`` whose greedy reading never fits, with a beam that may hold one that does."""
 
