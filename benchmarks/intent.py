@@ -14,9 +14,16 @@ training split only.
   dev split, so none is held back from training);
   accuracy on the 3,080 ``test`` rows.
 - CLINC150: trained on ``train`` plus ``oos_train`` (out of scope as a
-  label); the out-of-scope threshold on the top probability is calibrated on
-  ``val`` + ``oos_val`` to reach ``--oos-recall`` there; in-scope accuracy on
-  ``test`` and out-of-scope recall on ``oos_test``.
+  label); in-scope accuracy on ``test`` and out-of-scope recall on
+  ``oos_test``, with the out-of-scope threshold set on ``val`` + ``oos_val``
+  two ways, side by side: on the cosine with the nearest in-scope intent,
+  rejecting at most ``--false-rejects`` of the in-scope ``val`` turns (what
+  ``training.intent_classifier.calibrate`` does), and, as before, on the top
+  probability, reaching ``--oos-recall`` of ``oos_val``.
+
+``--reuse`` scores the models an earlier run left in ``--work`` (the same
+data set, seed and options) instead of training them again; the training
+time is then that run's, read from its log.
 
 Beside each figure the script prints the anchors from the data's README
 (published results and cheap baselines measured on a 2-core machine).
@@ -51,6 +58,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchlib import cpu_model, version, write_results  # noqa: E402
 
 from training.intent_classifier import (  # noqa: E402
+    FALSE_REJECTS,
     ClassifierOptions,
     choose_threshold,
     train_classifier,
@@ -138,15 +146,40 @@ def _train(name: str, encoder: str, train: Split, out: Path, epochs: float,
 
 
 def _seeded(data_set: str, encoder: str, train: Split, work: Path, epochs: float,
-            say: Callable[[str], None], seeds: int) -> Iterator[tuple[Any, float, int]]:
-    """One model per seed, trained as it is asked for: (classifier, seconds, steps)."""
+            say: Callable[[str], None], seeds: int, reuse: bool = False
+            ) -> Iterator[tuple[Any, float, int]]:
+    """One model per seed, trained as it is asked for: (classifier, seconds, steps).
+    ``reuse``: the model an earlier run trained in the same folder, with its time."""
     from nlu.intent_classifier import IntentClassifier
 
     for seed in range(seeds):
         name = data_set if seeds == 1 else f"{data_set}, seed {seed}"
-        model_dir, seconds, steps = _train(name, encoder, train, work / f"{data_set}-{seed}",
-                                           epochs, say, seed)
+        out = work / f"{data_set}-{seed}"
+        if reuse:
+            seconds, steps = _earlier_run(out, name, epochs, len(train.texts), seed, say)
+            yield IntentClassifier(out / "model"), seconds, steps
+            continue
+        model_dir, seconds, steps = _train(name, encoder, train, out, epochs, say, seed)
+        (out / "benchmark.json").write_text(json.dumps(
+            {"seconds": seconds, "steps": steps, "epochs": epochs, "turns": len(train.texts),
+             "seed": seed}))
         yield IntentClassifier(model_dir), seconds, steps
+
+
+def _earlier_run(out: Path, name: str, epochs: float, turns: int, seed: int,
+                 say: Callable[[str], None]) -> tuple[float, int]:
+    """(seconds, steps) of the run that trained ``out``; refuses one trained otherwise."""
+    record = out / "benchmark.json"
+    if not record.is_file():
+        raise SystemExit(f"--reuse: {out} holds no model this benchmark trained; run without "
+                         f"--reuse first")
+    run = json.loads(record.read_text())
+    wanted = {"epochs": epochs, "turns": turns, "seed": seed}
+    if any(run.get(k) != v for k, v in wanted.items()):
+        raise SystemExit(f"--reuse: {out} was trained with {run}, not {wanted}")
+    say(f"{name}: reusing the model trained earlier ({run['seconds'] / 60:.1f} min, "
+        f"{run['steps']} steps)")
+    return run["seconds"], run["steps"]
 
 
 def run_banking77(folder: Path, encoder: str, work: Path, full: bool, epochs: float,
@@ -176,9 +209,10 @@ def run_banking77(folder: Path, encoder: str, work: Path, full: bool, epochs: fl
 
 
 def run_clinc150(folder: Path, encoder: str, work: Path, full: bool, epochs: float,
-                 oos_recall: float, say: Callable[[str], None], seeds: int = 1) -> dict:
-    """``seeds`` > 1: that many models, their probabilities averaged, the threshold
-    calibrated on the averaged ``val`` probabilities; each member is also scored alone."""
+                 oos_recall: float, say: Callable[[str], None], seeds: int = 1,
+                 false_rejects: float = FALSE_REJECTS, reuse: bool = False) -> dict:
+    """``seeds`` > 1: that many models, their cosines (and so probabilities) averaged, the
+    thresholds calibrated on the averaged ``val`` scores; each member is also scored alone."""
     data = clinc150(folder)
     train, val, test, oos_test = data["train"], data["val"], data["test"], data["oos_test"]
     if not full:
@@ -187,38 +221,69 @@ def run_clinc150(folder: Path, encoder: str, work: Path, full: bool, epochs: flo
     total_s, steps, members = 0.0, 0, []
     summed: dict[str, np.ndarray] = {}
     for classifier, seconds, run_steps in _seeded("clinc150", encoder, train, work, epochs, say,
-                                                  seeds):
+                                                  seeds, reuse):
         total_s, steps = total_s + seconds, run_steps
-        probs = {part: classifier.probabilities(split.texts)
-                 for part, split in (("val", val), ("test", test), ("oos_test", oos_test))}
-        members.append(_clinc_scores(probs, classifier.labels, val.labels, test.labels,
-                                     oos_recall))
-        summed = {k: v + summed[k] if k in summed else v for k, v in probs.items()}
-    scores = _clinc_scores(summed, classifier.labels, val.labels, test.labels, oos_recall)
-    say(f"clinc150: out-of-scope threshold {scores['threshold']:.3f} (for {oos_recall:.0%} "
-        f"recall on val)")
+        cosines = {part: classifier.cosines(split.texts)
+                   for part, split in (("val", val), ("test", test), ("oos_test", oos_test))}
+        members.append(_clinc_scores(classifier, cosines, val.labels, test.labels, oos_recall,
+                                     false_rejects))
+        summed = {k: v + summed[k] if k in summed else v for k, v in cosines.items()}
+    mean = {k: v / seeds for k, v in summed.items()}
+    scores = _clinc_scores(classifier, mean, val.labels, test.labels, oos_recall,
+                           false_rejects)
+    for rule in scores["rules"].values():
+        say(f"clinc150: {rule['rule']}: threshold {rule['threshold']:.3f}")
     return {"train_turns": len(train.texts), "test_turns": len(test.texts),
             "oos_test_turns": len(oos_test.texts), "epochs": epochs, "steps": steps,
-            "seeds": seeds, "train_minutes": total_s / 60, **scores,
+            "seeds": seeds, "train_minutes": total_s / 60, "reused": reuse, **scores,
             "members": members if seeds > 1 else []}
 
 
-def _clinc_scores(probs: dict[str, np.ndarray], classes: list[str], val_labels: list[str],
-                  test_labels: list[str], oos_recall: float) -> dict:
-    """Threshold from ``val`` (summed probabilities are fine: it scales with them), then
-    in-scope accuracy on ``test`` and out-of-scope recall on ``oos_test``."""
-    total = probs["val"].sum(axis=1, keepdims=True)
-    scale = float(total.mean())  # 1 for one model, n for n summed
-    threshold = choose_threshold(probs["val"] / scale, classes, val_labels, OOS, oos_recall)
+def _auroc(inside: np.ndarray, outside: np.ndarray) -> float:
+    """Probability that an in-scope turn scores above an out-of-scope one."""
+    ranks = np.concatenate([inside, outside]).argsort().argsort() + 1
+    n, m = len(inside), len(outside)
+    return float((ranks[:n].sum() - n * (n + 1) / 2) / (n * m))
 
-    def verdicts(p: np.ndarray) -> list[str]:
-        p = p / scale
-        return [OOS if row.max() < threshold else classes[int(row.argmax())] for row in p]
 
-    oos = verdicts(probs["oos_test"])
-    return {"threshold": threshold,
-            "in_scope_accuracy": accuracy(verdicts(probs["test"]), test_labels),
-            "oos_recall": sum(p == OOS for p in oos) / len(oos)}
+def _verdicts(part: dict, score: str, threshold: float) -> list[str]:
+    return [OOS if s < threshold else p
+            for s, p in zip(part[score], part["predicted"], strict=True)]
+
+
+def _clinc_scores(classifier: Any, cosines: dict[str, np.ndarray], val_labels: list[str],
+                  test_labels: list[str], oos_recall: float, false_rejects: float) -> dict:
+    """Both threshold rules, set on ``val``, then in-scope accuracy on ``test`` and
+    out-of-scope recall on ``oos_test``. The first rule's figures are the headline."""
+    labels = classifier.labels
+    parts = {part: {"cosine": classifier.in_scope_fit(c),
+                    "probability": classifier.probabilities([], c).max(axis=1),
+                    "predicted": [labels[i] for i in c.argmax(axis=1)]}
+             for part, c in cosines.items()}
+    is_oos = np.array([y == OOS for y in val_labels])
+    rules = {"cosine": f"cosine with the nearest in-scope intent, at most {false_rejects:.0%} "
+                       f"of in-scope val rejected",
+             "probability": f"top probability, {oos_recall:.0%} of oos_val found (before)"}
+    out: dict[str, dict] = {}
+    for score, rule in rules.items():
+        val = parts["val"]
+        threshold = (choose_threshold(val[score], val["predicted"], val_labels, OOS,
+                                      false_rejects=false_rejects) if score == "cosine" else
+                     choose_threshold(val[score], val["predicted"], val_labels, OOS,
+                                      target_recall=oos_recall))
+
+        oos = _verdicts(parts["oos_test"], score, threshold)
+        out[score] = {"rule": rule, "threshold": threshold,
+                      "in_scope_accuracy": accuracy(_verdicts(parts["test"], score, threshold),
+                                                    test_labels),
+                      "oos_recall": sum(p == OOS for p in oos) / len(oos),
+                      "val_auroc": _auroc(val[score][~is_oos], val[score][is_oos]),
+                      "test_auroc": _auroc(parts["test"][score], parts["oos_test"][score])}
+    head = out["cosine"]
+    return {"threshold": head["threshold"], "in_scope_accuracy": head["in_scope_accuracy"],
+            "oos_recall": head["oos_recall"],
+            "accuracy_without_threshold": accuracy(parts["test"]["predicted"], test_labels),
+            "rules": out}
 
 
 def _percentiles(times: list[float]) -> dict:
@@ -288,8 +353,15 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=1,
                         help="train this many models per data set with different seeds and "
                              "average their probabilities (their training time adds up)")
+    parser.add_argument("--false-rejects", type=float, default=FALSE_REJECTS,
+                        help="share of in-scope val turns the CLINC150 cosine threshold may "
+                             "reject (default %(default)s)")
     parser.add_argument("--oos-recall", type=float, default=0.75,
-                        help="out-of-scope recall the CLINC150 threshold aims for on val")
+                        help="out-of-scope recall the CLINC150 probability threshold (the "
+                             "earlier rule, shown beside) aims for on val")
+    parser.add_argument("--reuse", action="store_true",
+                        help="score the models an earlier run left in --work instead of "
+                             "training them again")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--work", type=Path, default=Path("/tmp/voicedesk-bench-intent"))
     parser.add_argument("--json", type=Path, default=RESULTS)
@@ -309,10 +381,11 @@ def main() -> int:
                     "mode": "full" if args.full else "quick", "epochs": epochs}
     if "banking77" in args.dataset:
         result["banking77"] = run_banking77(args.data, encoder, args.work, args.full, epochs, say,
-                                            args.seeds)
+                                            args.seeds, args.reuse)
     if "clinc150" in args.dataset:
         result["clinc150"] = run_clinc150(args.data, encoder, args.work, args.full, epochs,
-                                          args.oos_recall, say, args.seeds)
+                                          args.oos_recall, say, args.seeds,
+                                          args.false_rejects, args.reuse)
     if "latency" in args.dataset:
         result["understanding"] = understanding_latency(encoder, args.work, say)
     result["load_average_after"] = os.getloadavg()
@@ -328,6 +401,11 @@ def main() -> int:
         c = result["clinc150"]
         text = f"in-scope {c['in_scope_accuracy']:.2%}, OOS recall {c['oos_recall']:.2%}"
         print(f"{'clinc150':<10} {text:<34} {c['train_minutes']:>9.1f}  {TARGETS['clinc150']}")
+        print(f"  in scope with no threshold: {c['accuracy_without_threshold']:.2%}")
+        for rule in c["rules"].values():
+            print(f"  {rule['rule']}: in-scope {rule['in_scope_accuracy']:.2%}, OOS recall "
+                  f"{rule['oos_recall']:.2%} (threshold {rule['threshold']:.3f}; AUROC val "
+                  f"{rule['val_auroc']:.4f}, test {rule['test_auroc']:.4f})")
     for name in ("banking77", "clinc150"):
         if name in result:
             print(f"anchors, {name}: " + "; ".join(f"{who} {fig}" for who, fig in ANCHORS[name]))

@@ -2,8 +2,15 @@
 
 training/ fine-tunes the bundled MiniLM encoder with a cosine head (one unit
 vector per intent; the logit is the scaled cosine between the turn and the
-intent). Out of scope is either a trained label or, when the top
-probability falls below a threshold calibrated on a dev set, the verdict.
+intent). Out of scope is either a trained label or, when the turn lies too
+far from every in-scope intent, the verdict: a threshold calibrated on a dev
+set, on the cosine with the nearest in-scope intent (``threshold_on =
+"cosine"``; classifiers calibrated before it exist hold one on the top
+probability). On CLINC150's validation turns the cosine separates
+out-of-scope turns far better than the softmax, which the scale and the
+trained out-of-scope row flatten: area under the ROC curve 0.987 against
+0.945, out-of-scope recall at 1 % of in-scope turns rejected 80 % against 50 %
+(``benchmarks/intent.py``).
 One forward pass of a 22M-parameter encoder answers in a few milliseconds.
 
 A classifier folder holds ``encoder/`` (a transformers model and its
@@ -31,7 +38,8 @@ class ClassifierInfo:
     scale: float = 30.0  # cosine logits are multiplied by this before the softmax
     max_length: int = 64  # tokens
     out_of_scope: str = "out_of_scope"  # the label returned for turns below the threshold
-    threshold: float = 0.0  # top probability below this: out of scope
+    threshold: float = 0.0  # below this: out of scope (0: only the trained label)
+    threshold_on: str = "probability"  # "cosine" (nearest in-scope intent) or "probability"
 
     def save(self, folder: Path) -> None:
         (folder / INFO).write_text(json.dumps(asdict(self), indent=2) + "\n")
@@ -73,19 +81,40 @@ class IntentClassifier:
     def labels(self) -> list[str]:
         return self.info.labels
 
-    def probabilities(self, texts: list[str]) -> np.ndarray:
-        """One row per text, one column per label, rows summing to one."""
-        logits = self._embedder.embed(texts) @ self._head.T * self.info.scale
-        logits -= logits.max(axis=1, keepdims=True)
+    def cosines(self, texts: list[str]) -> np.ndarray:
+        """One row per text, one column per label: the cosine with the label's head row."""
+        return self._embedder.embed(texts) @ self._head.T
+
+    def probabilities(self, texts: list[str], cosines: np.ndarray | None = None) -> np.ndarray:
+        """One row per text, one column per label, rows summing to one (from ``cosines``
+        of these texts when given)."""
+        logits = (self.cosines(texts) if cosines is None else cosines) * self.info.scale
+        logits = logits - logits.max(axis=1, keepdims=True)
         exp = np.exp(logits)
         return exp / exp.sum(axis=1, keepdims=True)
 
+    def in_scope_fit(self, cosines: np.ndarray) -> np.ndarray:
+        """Per row of ``cosines``: the cosine with the nearest in-scope intent."""
+        keep = [i for i, label in enumerate(self.labels) if label != self.info.out_of_scope]
+        return cosines[:, keep].max(axis=1)
+
+    def outside(self, texts: list[str], cosines: np.ndarray | None = None) -> np.ndarray:
+        """Per text: does the calibrated threshold put it out of scope?"""
+        cosines = self.cosines(texts) if cosines is None else cosines
+        if not self.info.threshold:
+            return np.zeros(len(cosines), dtype=bool)
+        if self.info.threshold_on == "cosine":
+            score = self.in_scope_fit(cosines)
+        else:
+            score = self.probabilities(texts, cosines).max(axis=1)
+        return score < self.info.threshold
+
     def predict(self, texts: list[str]) -> list[Prediction]:
+        cosines = self.cosines(texts)
         out = []
-        for row in self.probabilities(texts):
+        for row, outside in zip(self.probabilities(texts, cosines),
+                                self.outside(texts, cosines), strict=True):
             best = int(row.argmax())
-            label = self.labels[best]
-            if row[best] < self.info.threshold:
-                label = self.info.out_of_scope
+            label = self.info.out_of_scope if outside else self.labels[best]
             out.append(Prediction(label, float(row[best])))
         return out

@@ -144,9 +144,13 @@ class IntentRecognizer:
         return _floored(votes)
 
     def classifier_prior(self, text: str) -> dict[str, float]:
-        """The classifier's probability of each catalogue intent."""
+        """The classifier's probability of each catalogue intent; all of it on out_of_scope
+        when the classifier's calibrated threshold puts the turn outside every intent."""
         assert self.classifier is not None
-        row = self.classifier.probabilities([text])[0]
+        cosines = self.classifier.cosines([text])
+        if self.classifier.outside([text], cosines)[0]:
+            return {"out_of_scope": 1.0}
+        row = self.classifier.probabilities([text], cosines)[0]
         probs = {label: float(p) for label, p in zip(self.classifier.labels, row, strict=True)
                  if label in self.domain.intents}
         total = sum(probs.values()) or 1.0

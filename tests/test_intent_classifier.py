@@ -79,28 +79,67 @@ def test_calibration_sets_a_threshold_that_finds_out_of_scope_turns(trained: dic
     threshold = calibrate(classifier, texts, labels, target_recall=0.75)
     found = [p.intent for p in classifier.predict(outside)].count("out_of_scope")
     assert found >= 3
-    assert IntentClassifier(classifier.folder).info.threshold == threshold  # saved with it
+    saved = IntentClassifier(classifier.folder).info
+    assert (saved.threshold, saved.threshold_on) == (threshold, "cosine")  # saved with it
+    # the default rule: no in-scope dev turn of three may be rejected (1 % of 3 is none)
+    calibrate(classifier, texts, labels)
+    assert "out_of_scope" not in [p.intent for p in classifier.predict(in_scope)]
 
 
-def test_the_threshold_is_chosen_from_probabilities_alone() -> None:
+def test_the_threshold_is_chosen_from_scores_alone() -> None:
     from training.intent_classifier import choose_threshold
 
-    classes = ["a", "b", "out_of_scope"]
-    probs = np.array([[0.9, 0.05, 0.05],  # a, sure
-                      [0.2, 0.7, 0.1],  # b
-                      [0.5, 0.3, 0.2],  # out of scope, taken for a
-                      [0.3, 0.35, 0.35],  # out of scope, unsure
-                      [0.1, 0.1, 0.8]])  # out of scope, as a class
+    scores = np.array([0.9, 0.7, 0.5, 0.35, 0.8])  # higher: more in scope
+    predicted = ["a", "b", "a", "b", "out_of_scope"]
     labels = ["a", "b", "out_of_scope", "out_of_scope", "out_of_scope"]
-    # a third of the out-of-scope turns is found by the class alone; two thirds need the
-    # threshold above 0.35; all three, above 0.5
-    assert choose_threshold(probs, classes, labels, "out_of_scope", 0.3) == 0.0
-    assert choose_threshold(probs, classes, labels, "out_of_scope", 0.6) == pytest.approx(0.5)
-    assert choose_threshold(probs, classes, labels, "out_of_scope", 1.0) == pytest.approx(0.7)
+    # a third of the out-of-scope turns is found by the class alone (no turn rejected);
+    # two thirds need the threshold above 0.35; all three, above 0.5
+    assert choose_threshold(scores, predicted, labels, "out_of_scope", 0.3) == 0.35
+    assert choose_threshold(scores, predicted, labels, "out_of_scope", 0.6) == 0.5
+    assert choose_threshold(scores, predicted, labels, "out_of_scope", 1.0) == 0.7
     # without a target: the best in-scope accuracy plus recall (all of both)
-    assert choose_threshold(probs, classes, labels, "out_of_scope") == pytest.approx(0.7)
+    assert choose_threshold(scores, predicted, labels, "out_of_scope") == 0.7
     with pytest.raises(VoicedeskError, match="both in scope and out of scope"):
-        choose_threshold(probs[:2], classes, labels[:2], "out_of_scope")
+        choose_threshold(scores[:2], predicted[:2], labels[:2], "out_of_scope")
+
+
+def test_a_false_reject_budget_rejects_that_share_of_in_scope_turns() -> None:
+    """The default rule rests on the in-scope dev turns: at most that share falls below."""
+    from training.intent_classifier import choose_threshold
+
+    rng = np.random.default_rng(0)
+    inside = rng.uniform(0.4, 1.0, 200)
+    scores = np.concatenate([inside, [0.1, 0.2, 0.3]])
+    labels = ["a"] * 200 + ["out_of_scope"] * 3
+    predicted = ["a"] * 203
+    for share, rejected in ((0.0, 0), (0.01, 2), (0.05, 10)):
+        threshold = choose_threshold(scores, predicted, labels, "out_of_scope",
+                                     false_rejects=share)
+        assert int((inside < threshold).sum()) == rejected
+    with pytest.raises(VoicedeskError, match="expected a share"):
+        choose_threshold(scores, predicted, labels, "out_of_scope", false_rejects=1.0)
+
+
+def test_an_older_classifier_keeps_its_probability_threshold(trained: dict,
+                                                             tmp_path: Path) -> None:
+    """Classifiers calibrated before the cosine rule hold a top-probability threshold
+    (no ``threshold_on`` in their file): it still means what it meant."""
+    import json
+    import shutil
+
+    folder = tmp_path / "old"
+    shutil.copytree(trained["outcome"].model_dir, folder)
+    info = json.loads((folder / "intent_classifier.json").read_text())
+    info.pop("threshold_on", None)
+    info["threshold"] = 1.01  # no top probability reaches it
+    (folder / "intent_classifier.json").write_text(json.dumps(info))
+    old = IntentClassifier(folder)
+    assert old.info.threshold_on == "probability"
+    assert {p.intent for p in old.predict(["what is my balance", "new sim please"])} == {
+        "out_of_scope"}
+    info["threshold"] = 0.0  # none: only the trained label
+    (folder / "intent_classifier.json").write_text(json.dumps(info))
+    assert IntentClassifier(folder).predict(["what is my balance"])[0].intent == "check_balance"
 
 
 def test_bad_training_input_is_refused_with_a_reason(encoder: str, tmp_path: Path) -> None:
@@ -159,3 +198,22 @@ def test_the_assistant_asks_the_llm_only_when_its_classifier_is_unsure(assistant
     assert chosen.intent in domain.intents
     assert len(chosen.candidates) <= recognizer.k + 1
     assert "lost_or_stolen_device" in chosen.candidates
+
+
+def test_a_calibrated_threshold_puts_a_turn_out_of_scope_in_calls(assistant) -> None:
+    """A classifier calibrated on a dev set (``voicedesk train intent`` with a validation
+    split) applies its threshold in calls too, not only in ``predict``."""
+    import copy
+    import dataclasses
+
+    recognizer = copy.copy(assistant.recognizer)
+    classifier = copy.copy(recognizer.classifier)
+    recognizer.classifier = classifier
+    text = "someone stole my phone on the train last night"
+    fit = float(classifier.in_scope_fit(classifier.cosines([text]))[0])
+    classifier.info = dataclasses.replace(classifier.info, threshold_on="cosine",
+                                          threshold=fit - 0.01)
+    assert recognizer.understand(text).intent == "lost_or_stolen_device"
+    classifier.info = dataclasses.replace(classifier.info, threshold=fit + 0.01)
+    outside = recognizer.understand(text)
+    assert (outside.intent, outside.candidates) == ("out_of_scope", {"out_of_scope": 1.0})

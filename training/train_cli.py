@@ -191,6 +191,7 @@ def cmd_intent(config: Config, args: argparse.Namespace) -> int:
     from nlu.domain import load_domain
     from nlu.intent_classifier import IntentClassifier
     from training.intent_classifier import (
+        FALSE_REJECTS,
         ClassifierOptions,
         calibrate,
         domain_training_set,
@@ -233,8 +234,9 @@ def cmd_intent(config: Config, args: argparse.Namespace) -> int:
         if "out_of_scope" in dev_labels and set(dev_labels) != {"out_of_scope"}:
             threshold = calibrate(IntentClassifier(outcome.model_dir), [t.text for t in dev],
                                   dev_labels)
-            print(f"out-of-scope threshold {threshold:.3f}, calibrated on {len(dev)} "
-                  f"validation turns")
+            print(f"out-of-scope threshold {threshold:.3f} (cosine with the nearest intent), "
+                  f"calibrated to reject at most {FALSE_REJECTS:.0%} of the {len(dev)} "
+                  f"validation turns' in-scope ones")
     print(f"classifier in {outcome.model_dir}; serve it with [nlu] intent_classifier = "
           f'"{outcome.model_dir}" (or VOICEDESK_NLU_INTENT_CLASSIFIER)')
     return 0
