@@ -47,7 +47,9 @@ the final pass, then hear the turn first with the expectation's prompt ("My
 account number is 4, 0, 0, 7, ..."), over its audio up to just after the
 last voiced frame; that reading stands if it looks like the answer ("It's 4,
 0, 0, 1, 9, 0, 1, 2." where the plain pass heard "It's for Mirror, Mirror,
-One, Nine, ..."). If it does not, and the backend can search one window's
+One, Nine, ..."). It is heard with the quick pass first and again with the
+full window if that reading does not fit or ends short of the speech. If it
+still does not fit, and the backend can search one window's
 readings (``reading_that_fits``), the likeliest of a beam search's readings
 over the same encoder pass that looks like the answer stands, with its word
 times ("My bid is 7, 9, 2, 6." where greedy heard "... high in 26."); only
@@ -108,6 +110,9 @@ class StreamingOptions:
     max_buffer_s: float = 25.0
     # Confirmed text that left the buffer, fed back as Whisper's prompt.
     prompt_chars: int = 200
+    # An expected answer (digits) is heard with the quick pass first; the full window
+    # only when that reading does not fit or stops short of the speech.
+    quick_answers: bool = True
 
     def __post_init__(self) -> None:
         for name in ("min_chunk_s", "first_chunk_s", "pause_s", "idle_pause_s", "trim_s"):
@@ -127,6 +132,8 @@ class StreamingOptions:
 log = logging.getLogger(__name__)
 # A pass for an expected answer hears this much of the turn after its last voiced frame.
 EXPECTED_TAIL_S = 0.2
+# Voiced audio after an answer's last word beyond which the reading missed words.
+UNHEARD_TAIL_S = 0.8
 
 
 @dataclass(frozen=True)
@@ -401,10 +408,17 @@ class StreamingTranscriber:
             # up to just after the last voiced frame: no pause for the prompt to loop over
             speech = turn.size - turn.silence + round(EXPECTED_TAIL_S * self.sample_rate)
             size = min(turn.size, speech)
-            heard = self._pass(turn, size, expected.prompt)
-            fits = bool(heard[0]) and expected.fits(join_words(heard[0]))
-            log.debug("%s: %r", "the expected answer" if fits else "not the expected answer",
-                      join_words(heard[0]))
+            heard, fits = None, False
+            if self.options.quick_answers and isinstance(self.transcriber, QuickTranscriber):
+                heard = self._pass(turn, size, expected.prompt, quick=True)
+                fits = self._answers(turn, heard[0], expected)
+                log.debug("quick pass, %s: %r", "the expected answer" if fits else
+                          "not the expected answer", join_words(heard[0]))
+            if not fits:
+                heard = self._pass(turn, size, expected.prompt)
+                fits = self._answers(turn, heard[0], expected)
+                log.debug("%s: %r", "the expected answer" if fits else "not the expected answer",
+                          join_words(heard[0]))
             if not fits and (expected.near is None or expected.near(join_words(heard[0]))):
                 searched = self._search(turn, size, expected)
                 if searched is not None:
@@ -431,12 +445,23 @@ class StreamingTranscriber:
         turn.heard_words = turn.heard_words or bool(words)
         return words
 
+    def _answers(self, turn: _Turn, words: tuple[Word, ...], expected: Expectation) -> bool:
+        """Does a reading look like the expected answer, and reach the end of the speech?
+
+        A reading whose last word ends well before the last voiced frame left words
+        out (a PIN dropped after the account number, heard once in three short-window
+        passes), however well the words it kept fit."""
+        if not words or not expected.fits(join_words(words)):
+            return False
+        speech_end = (turn.end - turn.silence) / self.sample_rate
+        return words[-1].end >= speech_end - UNHEARD_TAIL_S
+
     def _pass(self, turn: _Turn, size: int, prompt: str | None, quick: bool = False
               ) -> tuple[tuple[Word, ...], list[float]]:
         """Whisper over the buffer's first ``size`` samples: the words and the segments'
         ends, on the stream's clock. ``quick``: the backend's cheaper pass where it has
-        one (faster-whisper's shorter encoder window). Passes for an expected answer
-        (digits above all, where a short window loops more) keep the full one."""
+        one (faster-whisper's shorter encoder window). An expected answer (digits, where
+        a short window loops and drops more) falls back to the full one (``_answers``)."""
         samples = turn.samples()[:size]
         if quick and isinstance(self.transcriber, QuickTranscriber):
             transcript = self.transcriber.quick_pass(samples, prompt)
