@@ -77,6 +77,14 @@ def test_words_decide_whether_a_turn_sounds_finished() -> None:
     assert sounds_finished("My PIN is 2468.", 4) is True
     assert sounds_finished("It's for 0, 0, 1, 9, 0, 1, 2.", 8) is True  # "for": four
     assert sounds_finished("It's 40019012 and I was born in 19", 8) is None
+    # More digits than asked for: done when every number is a whole one of the digits
+    # slots' lengths, the last too (account number and PIN in one breath)
+    both = "4, 0, 0, 1, 1, 2, 3, 4, PIN 4, 8, 2, 1."
+    assert sounds_finished(both, 8) is None  # lengths unknown: unclear, as before
+    assert sounds_finished(both, 8, {4, 8}) is True
+    assert sounds_finished("40011234 and my PIN is 4 8", 8, {4, 8}) is None  # PIN half read
+    assert sounds_finished("It's 40019012 and I was born in 19", 8, {4, 8}) is None
+    assert sounds_finished("40011234 and my PIN is", 8, {4, 8}) is False
 
 
 def test_an_expected_answer_has_the_lengths_asked_for_and_enough_digits() -> None:
@@ -108,7 +116,8 @@ def _listening_ctx(config, **fields):
 
     values = dict(config=config, reference=ReferenceTrack(), interrupted=False,
                   transport=SimpleNamespace(pending_s=0.0), latest_partial="",
-                  latest_partial_t=0.0, expected_digits=0, pause_pass_pending=False,
+                  latest_partial_t=0.0, expected_digits=0, digit_lengths=frozenset(),
+                  pause_pass_pending=False,
                   speaking=lambda: False)
     return SimpleNamespace(**{**values, **fields})
 

@@ -64,6 +64,7 @@ class CallContext:
     partial_stable: bool = False
     pause_pass_pending: bool = False  # a pass over the caller's pause is queued or running
     expected_digits: int = 0  # how many digits the assistant just asked for (0: none)
+    digit_lengths: frozenset[int] = frozenset()  # the digits slots' lengths, while asked for
     expectation: Expectation | None = None  # what the answer looks like, for the ASR
     redacted: list[tuple[float, float]] = field(default_factory=list)  # silenced, line time
     speech_ready: dict[str, np.ndarray] = field(default_factory=dict)  # text -> line audio

@@ -135,7 +135,8 @@ class Hearing(Stage):
         # is 4 0 0 1", eight digits asked for) hold the turn open as long as the endpointer
         # would have waited, had it known: the caller may go on after the pause.
         until = ended.speech_end + self.ctx.config.vad.end_silence_incomplete_ms / 1000
-        if ended.t < until and sounds_finished(final.text, self.ctx.expected_digits) is False:
+        if ended.t < until and sounds_finished(final.text, self.ctx.expected_digits,
+                                               self.ctx.digit_lengths) is False:
             log.debug("final %r sounds unfinished: held until %.2f", final.text, until)
             self._held = _Held(ended, final, until)
             return

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import deque
+from collections.abc import Collection
 
 import numpy as np
 
@@ -55,13 +56,16 @@ _HOMOPHONE_DIGIT = re.compile(
     rf"\b(?:{'|'.join(HOMOPHONES)})\b(?=[\s,.\-]*\d)", re.IGNORECASE)
 
 
-def sounds_finished(text: str, expected_digits: int = 0) -> bool | None:
+def sounds_finished(text: str, expected_digits: int = 0,
+                    lengths: Collection[int] = ()) -> bool | None:
     """Do these words end a turn? None: no words to judge by, or no way to tell.
 
     A turn that ends in digits, when the assistant asked for ``expected_digits``
     of them: fewer means the caller is still reading (callers read numbers in
-    groups, with pauses between them); exactly that many means done; more, or
-    digits nobody asked for, are unclear (a date of birth may follow).
+    groups, with pauses between them); exactly that many means done. More are
+    done when every number has one of the ``lengths`` a digits slot takes, the
+    last one too (the account number and then the PIN, in one breath); else,
+    or digits nobody asked for, they are unclear (a date of birth may follow).
     """
     words = _WORD.findall(text.lower())
     if not words:
@@ -71,10 +75,21 @@ def sounds_finished(text: str, expected_digits: int = 0) -> bool | None:
         if not expected_digits:
             return None
         count = sum(c.isdigit() for c in as_digits) + len(_HOMOPHONE_DIGIT.findall(as_digits))
-        return False if count < expected_digits else True if count == expected_digits else None
+        if count != expected_digits:
+            return False if count < expected_digits else _whole_numbers(as_digits, lengths)
+        return True
     if text.rstrip().endswith(("?", "!")):
         return True
     return not (words[-1] in _CONTINUES or text.rstrip().endswith((",", "-", "...")))
+
+
+def _whole_numbers(as_digits: str, lengths: Collection[int]) -> bool | None:
+    """More digits than asked for: True when every number, the last above all, has one of
+    ``lengths`` digits; None (unclear) otherwise."""
+    runs = re.findall(r"\d+", as_digits)
+    if not lengths or not runs or len(runs[-1]) not in lengths:
+        return None
+    return True if fits_lengths(as_digits, lengths) else None
 
 
 def expected_answer(expected_digits: int, lengths: frozenset[int], hint: str
@@ -85,7 +100,8 @@ def expected_answer(expected_digits: int, lengths: frozenset[int], hint: str
         return None
 
     def fits(text: str) -> bool:
-        return fits_lengths(text, lengths) and sounds_finished(text, expected_digits) is not False
+        return (fits_lengths(text, lengths)
+                and sounds_finished(text, expected_digits, lengths) is not False)
 
     def near(text: str) -> bool:
         # a beam reading differs from greedy's by a word or two: one that is short by more
@@ -177,7 +193,8 @@ class Listening(Stage):
         silence = end - self.last_voiced
         if silence < self.ends[0]:
             return
-        finished = sounds_finished(self.ctx.latest_partial, self.ctx.expected_digits)
+        finished = sounds_finished(self.ctx.latest_partial, self.ctx.expected_digits,
+                                   self.ctx.digit_lengths)
         if self.ctx.latest_partial_t < self.last_voiced - 0.05:
             # Older words say nothing about the end: the last ones are missing. A pause
             # pass on its way will tell (and the reply needs it anyway); without one, the

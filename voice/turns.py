@@ -211,8 +211,9 @@ class TurnManager(Stage):
         entry.reply = outcome.reply
         self.ctx.turns.append(entry)
         self.ctx.expected_digits = self.manager.expected_digits(self.state)
+        self.ctx.digit_lengths = self.manager.digit_lengths(self.state)
         self.ctx.expectation = expected_answer(self.ctx.expected_digits,
-                                               self.manager.digit_lengths(self.state),
+                                               self.ctx.digit_lengths,
                                                self.manager.hearing_hint(self.state))
         await self._say(outcome.reply, len(self.ctx.turns) - 1)
         if outcome.end_call:
