@@ -47,9 +47,9 @@ the final pass, then hear the turn first with the expectation's prompt ("My
 account number is 4, 0, 0, 7, ..."), over its audio up to just after the
 last voiced frame; that reading stands if it looks like the answer ("It's 4,
 0, 0, 1, 9, 0, 1, 2." where the plain pass heard "It's for Mirror, Mirror,
-One, Nine, ..."). It is heard with the quick pass first and again with the
-full window if that reading does not fit or ends short of the speech. If it
-still does not fit, and the backend can search one window's
+One, Nine, ..."). With ``quick_answers`` it is heard with the quick pass
+first and again with the full window if that reading does not fit or ends
+short of the speech. If it still does not fit, and the backend can search one window's
 readings (``reading_that_fits``), the likeliest of a beam search's readings
 over the same encoder pass that looks like the answer stands, with its word
 times ("My bid is 7, 9, 2, 6." where greedy heard "... high in 26."); only
@@ -110,9 +110,13 @@ class StreamingOptions:
     max_buffer_s: float = 25.0
     # Confirmed text that left the buffer, fed back as Whisper's prompt.
     prompt_chars: int = 200
-    # An expected answer (digits) is heard with the quick pass first; the full window
-    # only when that reading does not fit or stops short of the speech.
-    quick_answers: bool = True
+    # Hear an expected answer (digits) with the quick pass first, and with the full
+    # window only when that reading does not fit or stops short of the speech. Off: on
+    # 24 live answers it settled in 0.34 s median against 0.55 s, but the short window
+    # misread more ("For 0, 0, 1, 9, ..." for "4, 0, 0, 1, 9, ..."), and the fallbacks
+    # and the endpointer's longer waits made 8 scripted calls slower (voice-to-voice
+    # p50 / p95 940 / 3670 ms against 850 / 2300 ms; benchmarks/README.md).
+    quick_answers: bool = False
 
     def __post_init__(self) -> None:
         for name in ("min_chunk_s", "first_chunk_s", "pause_s", "idle_pause_s", "trim_s"):

@@ -23,7 +23,11 @@ over the 8 kHz line (down to 8 kHz and back), pushed in 20-ms frames into the
 streaming transcriber with the loop's expectation (``voice.listening.
 expected_answer``), then half a second of pause and the end of the turn;
 "live greedy" takes the hinted greedy reading, "live searched" also searches
-a beam's readings when greedy's does not fit (``reading_that_fits``).
+a beam's readings when greedy's does not fit (``reading_that_fits``), both with
+Whisper's full 30-s window (what calls do); "live quick first" (``quick_answers``) hears the answer
+with the quick pass (a shorter encoder window) first and falls back to
+"live searched" when that reading does not fit or stops short of the speech.
+Each also reports the time from the pass over the pause to the Final.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SUITE = ROOT / "nlu" / "domain" / "telecom" / "scenarios.yaml"
 RESULTS = Path(__file__).parent / "results" / "slot_hearing.json"
 LIVE_RESULTS = RESULTS.with_name("slot_hearing.live.json")
+LIVE_MODES = ("live greedy", "live searched", "live quick first")
 KNOWN_ACCOUNT = "40019012"  # a customer of the suite: asked for the PIN next
 STREETS = ["Station Road", "Mill Lane", "Rose Court", "Bridge Street", "Harbour Road",
            "Church Lane", "Park Avenue", "Meadow Close", "High Street", "Orchard Way"]
@@ -104,12 +109,18 @@ class _GreedyOnly:
         return self.inner.quick_pass(samples, prompt)
 
 
-def live_hearing(transcriber: Any, voice: Any) -> Callable[[str, int, frozenset[int], str], str]:
-    """Hear a line as the live loop does (see the module docstring); returns the Final."""
+def live_hearing(transcriber: Any, voice: Any, quick_answers: bool = True,
+                 settle: list[float] | None = None
+                 ) -> Callable[[str, int, frozenset[int], str], str]:
+    """Hear a line as the live loop does (see the module docstring); returns the Final.
+
+    ``quick_answers``: the answer is heard with the quick pass first (the default);
+    False keeps the full window. ``settle`` collects each answer's seconds from the
+    pass over the pause to the Final: what the caller waits for."""
     import numpy as np
 
     from asr.audio import SPEECH_RATE, resample
-    from asr.streaming import StreamingTranscriber
+    from asr.streaming import StreamingOptions, StreamingTranscriber
     from nlu.scenarios import speakable
     from voice.listening import expected_answer
 
@@ -119,15 +130,19 @@ def live_hearing(transcriber: Any, voice: Any) -> Callable[[str, int, frozenset[
         speech = resample(np.concatenate(list(voice.synthesize(speakable(line)))),
                           voice.sample_rate, 8000)
         samples = resample(speech, 8000, SPEECH_RATE)
-        stream = StreamingTranscriber(transcriber)
+        stream = StreamingTranscriber(transcriber, StreamingOptions(quick_answers=quick_answers))
         stream.expect(expected_answer(expected_digits, lengths, hint))
         for k in range(0, len(samples), frame):
             stream.push(samples[k:k + frame], True)
             stream.poll()
         for _ in range(25):
             stream.push(np.zeros(frame, np.float32), False)
+        started = time.perf_counter()
         stream.poll()
-        return stream.end_turn()[-1].text
+        text = stream.end_turn()[-1].text
+        if settle is not None:
+            settle.append(time.perf_counter() - started)
+        return text
 
     return hear
 
@@ -166,8 +181,13 @@ def main() -> None:
         assert state.pending == slot, (slot, state.pending)
         asked[slot] = state
     hear = AudioHearing(assistant.transcriber, EspeakSynthesizer())
-    live = {"live greedy": live_hearing(_GreedyOnly(assistant.transcriber), EspeakSynthesizer()),
-            "live searched": live_hearing(assistant.transcriber, EspeakSynthesizer())}
+    settle: dict[str, list[float]] = {m: [] for m in LIVE_MODES}
+    live = {"live greedy": live_hearing(_GreedyOnly(assistant.transcriber), EspeakSynthesizer(),
+                                        False, settle["live greedy"]),
+            "live searched": live_hearing(assistant.transcriber, EspeakSynthesizer(), False,
+                                          settle["live searched"]),
+            "live quick first": live_hearing(assistant.transcriber, EspeakSynthesizer(), True,
+                                             settle["live quick first"])}
     modes = tuple(live) if args.live else ("first reading", "chosen")
     rows: list[dict] = []
     for slot, line, values in answers(random.Random(args.seed), count, crm.service_areas()):
@@ -186,6 +206,8 @@ def main() -> None:
                 text = hear({"say": line}, SUITE.parent, manager.hearing_hint(state), **extra)
             row[mode] = {"heard": text, "seconds": round(time.perf_counter() - started, 3),
                          "right": heard_right(manager.extractor.extract(text, slot), values)}
+            if args.live:
+                row[mode]["settle_s"] = round(settle[mode][-1], 3)
         rows.append(row)
         print(f"{slot:15s} {line[:36]:36s} " + " | ".join(
             f"{'ok' if row[m]['right'] else 'XX'} {row[m]['heard'][:30]}" for m in modes),
@@ -200,9 +222,18 @@ def main() -> None:
         summary[slot] = {m: {"right": sum(r[m]["right"] for r in chosen), "of": len(chosen),
                              "median_s": statistics.median(r[m]["seconds"] for r in chosen)}
                          for m in modes}
+        if args.live:
+            for m in modes:
+                times = sorted(r[m]["settle_s"] for r in chosen)
+                summary[slot][m]["settle_median_s"] = statistics.median(times)
+                summary[slot][m]["settle_p90_s"] = times[int(0.9 * (len(times) - 1))]
         print(f"{slot:22s}" + "".join(
             f"{summary[slot][m]['right']:>12d} of {len(chosen):<3d} "
             f"{summary[slot][m]['median_s']:4.2f}s" for m in modes))
+    if args.live:
+        print("\nfrom the pass over the pause to the Final (median / p90, all answers): " +
+              "; ".join(f"{m} {summary['all'][m]['settle_median_s']:.2f} / "
+                        f"{summary['all'][m]['settle_p90_s']:.2f} s" for m in modes))
     write_results(args.json, {
         "date": time.strftime("%Y-%m-%d %H:%M"), "cpu": cpu_model(), "seed": args.seed,
         "count_per_kind": count, "live": args.live, "faster-whisper": version("faster-whisper"),

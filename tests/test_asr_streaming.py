@@ -251,20 +251,31 @@ def test_an_expected_answer_is_heard_with_its_prompt_over_the_speech_only(
 
 
 class _Quick(_Hinted):
-    """``_Hinted`` with a cheaper pass for partials; records which passes took it."""
+    """``_Hinted`` with a cheaper pass for partials; records which passes took it.
 
-    def __init__(self, hinted: str) -> None:
+    ``answer``: what the quick pass hears with the answer's prompt, its words spread
+    over the first ``span`` of the audio (a reading that dropped the rest)."""
+
+    def __init__(self, hinted: str, answer: str | None = None, span: float = 1.0) -> None:
         super().__init__(hinted)
+        self.answer, self.span = answer, span
         self.quick: list[str | None] = []
 
     def quick_pass(self, samples: np.ndarray, prompt: str | None = None) -> Transcript:
+        from asr.transcript import Segment
+
         self.quick.append(prompt)
-        return self.transcribe(samples, prompt, fallback=False)
+        if prompt != HINT or self.answer is None:
+            return self.transcribe(samples, prompt, fallback=False)
+        duration = len(samples) / SPEECH_RATE
+        words = self.answer.split()
+        step = duration * self.span / len(words)
+        timed = tuple(Word(k * step, (k + 1) * step, f" {w}", 0.9) for k, w in enumerate(words))
+        return Transcript((Segment(0.0, duration, self.answer, timed),), duration=duration)
 
 
 def test_partials_take_the_quick_pass_and_an_expected_answer_the_full_one() -> None:
-    """The quick pass (faster-whisper: a shorter encoder window) hears the partials; the
-    pass for an expected answer (digits, which the short window loops on) does not."""
+    """By default (``quick_answers`` off) the expected answer keeps the full window."""
     from asr.streaming import Expectation
 
     whisper = _Quick("It's 4, 0, 0, 1, 9, 0, 1, 2.")
@@ -274,12 +285,39 @@ def test_partials_take_the_quick_pass_and_an_expected_answer_the_full_one() -> N
         streamer.push(np.full(FRAME, 0.1, dtype=np.float32), True)
         streamer.poll()
     partials = len(whisper.calls)
-    assert partials >= 2 and len(whisper.quick) == partials  # every partial: quick
+    assert partials >= 2 and whisper.quick == [None] * partials  # every partial: quick
     for _ in range(25):
         streamer.push(np.zeros(FRAME, dtype=np.float32), False)
     streamer.poll()
-    hinted = [p for _, p in whisper.calls[partials:]]
-    assert hinted == [HINT] and HINT not in whisper.quick  # the answer: the full pass
+    assert [p for _, p in whisper.calls[partials:]] == [HINT] and HINT not in whisper.quick
+    assert streamer.answer == "It's 4, 0, 0, 1, 9, 0, 1, 2."
+
+
+@pytest.mark.parametrize(("quick", "span", "full_pass"), [
+    ("It's 4, 0, 0, 1, 9, 0, 1, 2.", 1.0, False),  # fits and covers the speech: it stands
+    ("It's 4, 0, 0, 1, 9, 0, 1.", 1.0, True),  # one digit short: the full window
+    ("It's 4, 0, 0, 1, 9, 0, 1, 2.", 0.3, True),  # ends 1.6 s before the speech does
+])
+def test_an_expected_answer_takes_the_full_window_when_the_quick_pass_falls_short(
+        quick: str, span: float, full_pass: bool) -> None:
+    """With ``quick_answers`` the answer is heard with the quick pass first; a reading that does not
+    fit, or whose words stop well before the caller did (words dropped), is heard again
+    with the full window, which the short window's loops and drops never reach."""
+    from asr.streaming import Expectation
+
+    whisper = _Quick("It's 4, 0, 0, 1, 9, 0, 1, 2.", quick, span)
+    streamer = StreamingTranscriber(whisper, StreamingOptions(quick_answers=True))
+    streamer.expect(Expectation(HINT, _eight_digits))
+    for _ in range(100):  # 2 s of speech
+        streamer.push(np.full(FRAME, 0.1, dtype=np.float32), True)
+        streamer.poll()
+    partials = len(whisper.calls)
+    for _ in range(25):
+        streamer.push(np.zeros(FRAME, dtype=np.float32), False)
+    streamer.poll()
+    assert HINT in whisper.quick  # the quick pass always heard it first
+    full = [p for _, p in whisper.calls[partials:] if p == HINT]
+    assert len(full) == (1 if full_pass else 0)
     assert streamer.answer == "It's 4, 0, 0, 1, 9, 0, 1, 2."
 
 
