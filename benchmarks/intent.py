@@ -22,8 +22,8 @@ training split only.
   probability, reaching ``--oos-recall`` of ``oos_val``.
 
 ``--reuse`` scores the models an earlier run left in ``--work`` (the same
-data set, seed and options) instead of training them again; the training
-time is then that run's, read from its log.
+data set, seed and options) instead of training them again, and trains only
+the missing ones; a reused model's training time is that run's.
 
 Beside each figure the script prints the anchors from the data's README
 (published results and cheap baselines measured on a 2-core machine).
@@ -70,6 +70,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "nlu"
 RESULTS = Path(__file__).parent / "results" / "intent.json"
 OOS = "out_of_scope"
+RUN_RECORD = "benchmark.json"  # what trained a model in --work: read by --reuse
 TELECOM_EPOCHS = 10.0  # the pack's examples are few: ten epochs take well under a minute
 
 ANCHORS = {
@@ -155,12 +156,12 @@ def _seeded(data_set: str, encoder: str, train: Split, work: Path, epochs: float
     for seed in range(seeds):
         name = data_set if seeds == 1 else f"{data_set}, seed {seed}"
         out = work / f"{data_set}-{seed}"
-        if reuse:
+        if reuse and (out / RUN_RECORD).is_file():
             seconds, steps = _earlier_run(out, name, epochs, len(train.texts), seed, say)
             yield IntentClassifier(out / "model"), seconds, steps
             continue
         model_dir, seconds, steps = _train(name, encoder, train, out, epochs, say, seed)
-        (out / "benchmark.json").write_text(json.dumps(
+        (out / RUN_RECORD).write_text(json.dumps(
             {"seconds": seconds, "steps": steps, "epochs": epochs, "turns": len(train.texts),
              "seed": seed}))
         yield IntentClassifier(model_dir), seconds, steps
@@ -169,11 +170,7 @@ def _seeded(data_set: str, encoder: str, train: Split, work: Path, epochs: float
 def _earlier_run(out: Path, name: str, epochs: float, turns: int, seed: int,
                  say: Callable[[str], None]) -> tuple[float, int]:
     """(seconds, steps) of the run that trained ``out``; refuses one trained otherwise."""
-    record = out / "benchmark.json"
-    if not record.is_file():
-        raise SystemExit(f"--reuse: {out} holds no model this benchmark trained; run without "
-                         f"--reuse first")
-    run = json.loads(record.read_text())
+    run = json.loads((out / RUN_RECORD).read_text())
     wanted = {"epochs": epochs, "turns": turns, "seed": seed}
     if any(run.get(k) != v for k, v in wanted.items()):
         raise SystemExit(f"--reuse: {out} was trained with {run}, not {wanted}")
@@ -361,7 +358,7 @@ def main() -> int:
                              "earlier rule, shown beside) aims for on val")
     parser.add_argument("--reuse", action="store_true",
                         help="score the models an earlier run left in --work instead of "
-                             "training them again")
+                             "training them again (missing ones are trained)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--work", type=Path, default=Path("/tmp/voicedesk-bench-intent"))
     parser.add_argument("--json", type=Path, default=RESULTS)
