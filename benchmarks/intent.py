@@ -254,7 +254,7 @@ def _clinc_scores(classifier: Any, cosines: dict[str, np.ndarray], val_labels: l
     out-of-scope recall on ``oos_test``. The first rule's figures are the headline."""
     labels = classifier.labels
     parts = {part: {"cosine": classifier.in_scope_fit(c),
-                    "probability": classifier.probabilities([], c).max(axis=1),
+                    "probability": classifier.softmax(c).max(axis=1),
                     "predicted": [labels[i] for i in c.argmax(axis=1)]}
              for part, c in cosines.items()}
     is_oos = np.array([y == OOS for y in val_labels])

@@ -85,10 +85,13 @@ class IntentClassifier:
         """One row per text, one column per label: the cosine with the label's head row."""
         return self._embedder.embed(texts) @ self._head.T
 
-    def probabilities(self, texts: list[str], cosines: np.ndarray | None = None) -> np.ndarray:
-        """One row per text, one column per label, rows summing to one (from ``cosines``
-        of these texts when given)."""
-        logits = (self.cosines(texts) if cosines is None else cosines) * self.info.scale
+    def probabilities(self, texts: list[str]) -> np.ndarray:
+        """One row per text, one column per label, rows summing to one."""
+        return self.softmax(self.cosines(texts))
+
+    def softmax(self, cosines: np.ndarray) -> np.ndarray:
+        """``probabilities`` from the texts' ``cosines``."""
+        logits = cosines * self.info.scale
         logits = logits - logits.max(axis=1, keepdims=True)
         exp = np.exp(logits)
         return exp / exp.sum(axis=1, keepdims=True)
@@ -98,22 +101,20 @@ class IntentClassifier:
         keep = [i for i, label in enumerate(self.labels) if label != self.info.out_of_scope]
         return cosines[:, keep].max(axis=1)
 
-    def outside(self, texts: list[str], cosines: np.ndarray | None = None) -> np.ndarray:
-        """Per text: does the calibrated threshold put it out of scope?"""
-        cosines = self.cosines(texts) if cosines is None else cosines
+    def outside(self, cosines: np.ndarray) -> np.ndarray:
+        """Per row of ``cosines``: does the calibrated threshold put the text out of scope?"""
         if not self.info.threshold:
             return np.zeros(len(cosines), dtype=bool)
         if self.info.threshold_on == "cosine":
             score = self.in_scope_fit(cosines)
         else:
-            score = self.probabilities(texts, cosines).max(axis=1)
+            score = self.softmax(cosines).max(axis=1)
         return score < self.info.threshold
 
     def predict(self, texts: list[str]) -> list[Prediction]:
         cosines = self.cosines(texts)
         out = []
-        for row, outside in zip(self.probabilities(texts, cosines),
-                                self.outside(texts, cosines), strict=True):
+        for row, outside in zip(self.softmax(cosines), self.outside(cosines), strict=True):
             best = int(row.argmax())
             label = self.info.out_of_scope if outside else self.labels[best]
             out.append(Prediction(label, float(row[best])))

@@ -148,9 +148,9 @@ class IntentRecognizer:
         when the classifier's calibrated threshold puts the turn outside every intent."""
         assert self.classifier is not None
         cosines = self.classifier.cosines([text])
-        if self.classifier.outside([text], cosines)[0]:
+        if self.classifier.outside(cosines)[0]:
             return {"out_of_scope": 1.0}
-        row = self.classifier.probabilities([text], cosines)[0]
+        row = self.classifier.softmax(cosines)[0]
         probs = {label: float(p) for label, p in zip(self.classifier.labels, row, strict=True)
                  if label in self.domain.intents}
         total = sum(probs.values()) or 1.0
