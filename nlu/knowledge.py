@@ -20,6 +20,7 @@ of the 8.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,10 +96,7 @@ class KnowledgeBase:
         self.max_sentences = max_sentences
         self._vectors = embedder.embed([f"{p.title}. {p.text}" for p in self.passages])
         self._passage_words = [_words(f"{p.title} {p.text}") for p in self.passages]
-        self._passage_count: dict[str, int] = {}
-        for words in self._passage_words:
-            for word in words:
-                self._passage_count[word] = self._passage_count.get(word, 0) + 1
+        self._passage_count = Counter(w for words in self._passage_words for w in words)
         self._sentences: dict[tuple[int, bool], np.ndarray] = {}
         self._last: tuple[str | None, Answer | None] = (None, None)
 
@@ -140,8 +138,8 @@ class KnowledgeBase:
 
     def _named(self, question: str, query: np.ndarray, similarity: np.ndarray,
                nearest: list[int]) -> Answer | None:
-        """The nearest passage that uses a word of the question few passages use (see the
-        module docstring): its sentences with that word, then its closest others."""
+        """The nearest passage that uses a word of the question no other passage uses (see
+        the module docstring): its sentences with that word, then its closest others."""
         named = {w for w in _words(question) - _FUNCTION_WORDS
                  if len(w) >= 3 and 0 < self._passage_count.get(w, 0) <= NAMED_PASSAGES}
         for index in nearest:
