@@ -183,6 +183,33 @@ def test_train_intent_writes_a_classifier_the_assistant_can_serve(home: Path) ->
     assert set(classifier.labels) == set(domain.intents)
 
 
+def test_train_intent_calibrates_on_the_validation_split(home: Path,
+                                                         split: tuple[list, list]) -> None:
+    """A dataset with out-of-scope validation turns gets the cosine threshold, saved."""
+    import json
+
+    from tests.conftest import run_cli
+
+    train, test = split
+    data = home / "dataset"
+    data.mkdir()
+    (data / "manifest.json").write_text("{}")
+    outside = ["what is the capital of France", "play some jazz music",
+               "how many eggs go into a pancake", "tell me a joke about penguins"]
+    rows = {"train": [{"text": e.text, "intent": e.intent} for e in train],
+            "validation": [{"text": e.text, "intent": e.intent} for e in test]
+            + [{"text": t, "intent": "oos"} for t in outside]}
+    for name, split_rows in rows.items():
+        (data / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in split_rows))
+    result = run_cli(["train", "intent", "--data", str(data), "--max-steps", "3",
+                      "--batch-size", "8"], home)
+    assert result.returncode == 0, result.stderr
+    assert "out-of-scope threshold" in result.stdout and "1%" in result.stdout
+    info = json.loads((home / "runs" / "intent" / "model" / "intent_classifier.json")
+                      .read_text())
+    assert info["threshold_on"] == "cosine" and info["threshold"] > 0
+
+
 def test_the_assistant_asks_the_llm_only_when_its_classifier_is_unsure(assistant) -> None:
     import copy
 
