@@ -116,6 +116,33 @@ async def run_calls(service: Any, scripts: list[list[np.ndarray]], rate: int,
     return list(await asyncio.gather(*(one(i) for i in range(len(scripts)))))
 
 
+def override_streaming(pairs: list[str]) -> dict[str, Any]:
+    """Every call's streaming transcriber with these options changed (``--stream``)."""
+    from dataclasses import fields, replace
+
+    import voice.hearing as hearing
+    from asr.streaming import StreamingOptions
+
+    known = {f.name: f.type for f in fields(StreamingOptions)}
+    changes: dict[str, Any] = {}
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        if name not in known:
+            raise SystemExit(f"--stream {pair}: unknown option; known: {', '.join(known)}")
+        default = getattr(StreamingOptions(), name)
+        changes[name] = (value.lower() in ("1", "true", "yes", "on")
+                         if isinstance(default, bool) else type(default)(value))
+    if changes:
+        base = hearing.StreamingTranscriber
+
+        class Changed(base):  # type: ignore[misc, valid-type]
+            def __init__(self, transcriber: Any, options: Any = None) -> None:
+                super().__init__(transcriber, replace(options or StreamingOptions(), **changes))
+
+        hearing.StreamingTranscriber = Changed  # type: ignore[misc]
+    return changes
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=1, help="calls at once (default 1)")
@@ -126,9 +153,13 @@ def main() -> int:
                         help="start each call of a batch after a random delay of up to S "
                              "seconds (fixed seed), as calls ring in; default 0: all at once, "
                              "in the same 20-ms frame (the worst case)")
+    parser.add_argument("--stream", action="append", default=[], metavar="OPTION=VALUE",
+                        help="a streaming option other than its default, for a side-by-side "
+                             "run (asr.streaming.StreamingOptions; e.g. gap_check=false)")
     parser.add_argument("--json", type=Path, default=REPO / "benchmarks/results/latency.json")
     args = parser.parse_args()
     rounds = args.rounds or (3 if args.full else 2)
+    streaming = override_streaming(args.stream)
 
     from voice.assistant import Assistant
     from voice.service import CallService
@@ -176,6 +207,7 @@ def main() -> int:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "calls": args.calls,
         "stagger_s": args.stagger,
+        "streaming_changed": streaming,
         "calls_total": len(calls),
         "line_rate": args.rate,
         "turns": sum(c["turns"] for c in calls),

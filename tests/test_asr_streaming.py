@@ -577,3 +577,59 @@ def test_streaming_passes_never_wait_for_a_temperature_fallback(
     stream(StreamingTranscriber(counting), first_turn[0])
     assert counting.passes > 0
     assert counting.fallbacks == 0
+
+
+def _digits_near(text: str) -> bool:
+    return sum(c.isdigit() for c in text) >= 6
+
+
+def _read_then_pause(streamer: StreamingTranscriber, speech_s: float = 2.0) -> None:
+    for _ in range(round(speech_s * 50)):
+        streamer.push(np.full(FRAME, 0.1, dtype=np.float32), True)
+        streamer.poll()
+    for _ in range(25):
+        streamer.push(np.zeros(FRAME, dtype=np.float32), False)
+    streamer.poll()
+
+
+def test_a_pause_between_groups_of_digits_costs_only_the_quick_pass() -> None:
+    """``gap_check``: the quick reading "4, 0, 0, 1" of eight digits says the caller is
+    between groups, so neither the full window nor the search runs in that pause; when
+    the turn ends there anyway, the final pass hears it in full."""
+    from asr.streaming import Expectation
+
+    whisper = _Quick("It's 4, 0, 0, 1, 9, 0, 1, 2.", "It's 4, 0, 0, 1.")
+    streamer = StreamingTranscriber(whisper)
+    streamer.expect(Expectation(HINT, _eight_digits, _digits_near))
+    _read_then_pause(streamer)
+    assert whisper.quick[-1] == HINT
+    assert [p for _, p in whisper.calls].count(HINT) == 0  # no full-window pass yet
+    assert streamer.answer == ""
+    final = streamer.end_turn()[-1]
+    assert isinstance(final, Final) and final.text == "It's 4, 0, 0, 1, 9, 0, 1, 2."
+    assert [p for _, p in whisper.calls].count(HINT) == 1  # the final pass: full window
+
+
+def test_a_pause_after_nearly_the_whole_answer_takes_the_full_window() -> None:
+    from asr.streaming import Expectation
+
+    whisper = _Quick("It's 4, 0, 0, 1, 9, 0, 1, 2.", "It's 4, 0, 0, 1, 9, 0, 1.")
+    streamer = StreamingTranscriber(whisper)
+    streamer.expect(Expectation(HINT, _eight_digits, _digits_near))
+    _read_then_pause(streamer)
+    assert [p for _, p in whisper.calls].count(HINT) == 1
+    assert streamer.answer == "It's 4, 0, 0, 1, 9, 0, 1, 2."
+    calls = len(whisper.calls)
+    final = streamer.end_turn()[-1]
+    assert final.text == "It's 4, 0, 0, 1, 9, 0, 1, 2." and len(whisper.calls) == calls
+
+
+def test_without_gap_check_every_pause_pays_the_full_window() -> None:
+    from asr.streaming import Expectation
+
+    whisper = _Quick("It's 4, 0, 0, 1, 9, 0, 1, 2.", "It's 4, 0, 0, 1.")
+    streamer = StreamingTranscriber(whisper, StreamingOptions(gap_check=False))
+    streamer.expect(Expectation(HINT, _eight_digits, _digits_near))
+    _read_then_pause(streamer)
+    assert HINT not in whisper.quick
+    assert [p for _, p in whisper.calls].count(HINT) == 1
