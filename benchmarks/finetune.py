@@ -28,7 +28,6 @@ import os
 import statistics
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -38,24 +37,31 @@ from benchlib import cpu_model, version, write_results  # noqa: E402
 from nlu.domain import load_domain  # noqa: E402
 from training.finetune import FinetuneOptions, expand, finetune, sft_sequences  # noqa: E402
 from training.loop import LoopOptions  # noqa: E402
-from training.task_examples import description_examples, domain_split  # noqa: E402
+from training.retrieval_weight import best_weight, score_weights, write_weight  # noqa: E402
+from training.task_examples import (  # noqa: E402
+    description_examples,
+    domain_split,
+    general_turns,
+    validation_split,
+    without_examples,
+)
 from training.verify import SCENARIOS, VerifyOptions, evaluate_llm, load_llm  # noqa: E402
 from voicedesk.config import load_config  # noqa: E402
 from voicedesk.models.prepare import ModelStore  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "finetune.json"
+DEFAULT_CORPORA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 
 
 def measure(label: str, path: str | None, config, turns, embedder) -> dict:
+    """As served (the marker's retrieval weight, else the configured one), with the
+    scenario suite; and the LLM alone (weight 0)."""
     out = {}
     model = load_llm(config, path)
-    for weight in (config.nlu.retrieval_weight, 0.0):
-        cfg = replace(config, nlu=replace(config.nlu, retrieval_weight=weight))
-        scenarios = SCENARIOS if weight == config.nlu.retrieval_weight else None
-        metrics, details = evaluate_llm(model, cfg, VerifyOptions(turns=turns,
-                                                                  scenarios=scenarios),
-                                        embedder, say=lambda m: print(f"  {label}: {m}"))
-        key = "recogniser" if weight else "llm_alone"
+    for key, weight, scenarios in (("recogniser", None, SCENARIOS), ("llm_alone", 0.0, None)):
+        metrics, details = evaluate_llm(model, config, VerifyOptions(
+            turns=turns, scenarios=scenarios, retrieval_weight=weight), embedder,
+            say=lambda m: print(f"  {label}: {m}"))
         out[key] = {**metrics, "errors": details.get("errors", []),
                     "scenario_failures": details.get("scenario_failures", [])}
     return out
@@ -123,12 +129,67 @@ def timing_only(args: argparse.Namespace) -> int:
     return 0
 
 
+def train_and_measure(label: str, base: str, examples, args, config, test_set, embedder,
+                      validation=None, weight: float | None = None) -> dict:
+    """Fine-tune on ``examples``; with ``validation`` turns (not trained on), choose the
+    retrieval weight on them, or take ``weight``; then score on the held-out test turns."""
+    import shutil
+
+    out = args.out / label
+    shutil.rmtree(out, ignore_errors=True)  # a benchmark starts afresh
+    print(f"fine-tuning {label} ({args.method}, {args.epochs} epochs, {len(examples)} turns) ...")
+    started = time.perf_counter()
+    options = FinetuneOptions(method=args.method, loop=LoopOptions(
+        epochs=args.epochs, batch_size=16, learning_rate=0.0, save_every=1000))
+    outcome = finetune(base, examples, out, options)
+    train_s = time.perf_counter() - started
+    assert outcome.model is not None
+    print(f"trained {outcome.loop.steps} steps in {train_s:.0f} s "
+          f"(final loss {outcome.loop.final_loss:.3f})")
+    serving = outcome.model.serving_path(config.llm.engine)
+    chosen: dict = {}
+    if validation:
+        engine = load_llm(config, str(serving)).engine
+        # The test turns stay out of retrieval here too: they play no part in the choice.
+        domain = without_examples(load_domain(config.nlu.domain), test_set)
+        accuracy = score_weights(engine, embedder, domain, validation,
+                                 config.nlu.examples_per_turn)
+        weight = best_weight(accuracy)
+        chosen = {"validation_turns": len(validation),
+                  "validation_accuracy": {str(w): a for w, a in accuracy.items()}}
+        print(f"retrieval weight {weight} chosen on {len(validation)} validation turns: "
+              + ", ".join(f"{w}: {a:.3f}" for w, a in accuracy.items()))
+    if weight is not None:
+        write_weight(outcome.model.root, weight, {}, 0)
+        chosen["retrieval_weight"] = weight
+    print(f"{label} model (zero-shot turn prompt):")
+    measured = measure(label, str(serving), config, test_set, embedder)
+    return {**measured, **chosen, "train_examples": len(examples),
+            "train_steps": outcome.loop.steps, "train_seconds": train_s,
+            "final_loss": outcome.loop.final_loss}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=float, default=3)
     parser.add_argument("--method", choices=("lora", "full"), default="lora")
+    parser.add_argument("--general", default="",
+                        help="comma-separated public corpora (clinc150, banking77) whose rows "
+                             "the pack's general_labels.yaml maps onto the catalogue, added to "
+                             "the training turns")
+    parser.add_argument("--also-without", action="store_true",
+                        help="with --general: also fine-tune on the pack alone, side by side")
+    parser.add_argument("--calibrate", action="store_true",
+                        help="hold out a fifth of the training turns and choose the retrieval "
+                             "weight on them (voicedesk train finetune --calibrate-retrieval)")
+    parser.add_argument("--refit", action="store_true",
+                        help="with --calibrate: fine-tune again on every training turn and "
+                             "serve it with the weight chosen")
+    parser.add_argument("--corpora", type=Path, default=DEFAULT_CORPORA,
+                        help="folder holding nlu/clinc150/ and nlu/banking77/")
     parser.add_argument("--timing-steps", type=int, default=8)
+    parser.add_argument("--no-timing", action="store_true", help="skip the LoRA epoch timing")
     parser.add_argument("--out", type=Path, default=Path("/tmp/voicedesk-bench-finetune"))
     parser.add_argument("--json", type=Path, default=RESULTS)
     parser.add_argument("--timing-only", action="store_true",
@@ -150,60 +211,58 @@ def main() -> int:
     test_set = domain_split(domain, "test")
     print(f"telecom intent examples: {len(train_set)} train (with descriptions), "
           f"{len(test_set)} held out")
-
+    names = tuple(n for n in args.general.split(",") if n)
+    general = general_turns(args.corpora, names, domain, "train", say=print) if names else []
     print("untuned model (few-shot prompt):")
-    untuned = measure("untuned", None, config, test_set, embedder)
-
-    print(f"fine-tuning ({args.method}, {args.epochs} epochs) ...")
-    import shutil
-
-    shutil.rmtree(args.out / "run", ignore_errors=True)  # a benchmark starts afresh
-    started = time.perf_counter()
-    options = FinetuneOptions(method=args.method, loop=LoopOptions(
-        epochs=args.epochs, batch_size=16, learning_rate=0.0, save_every=1000))
-    outcome = finetune(base, train_set, args.out / "run", options)
-    train_s = time.perf_counter() - started
-    assert outcome.model is not None
-    print(f"trained {outcome.loop.steps} steps in {train_s:.0f} s "
-          f"(final loss {outcome.loop.final_loss:.3f})")
-    print("fine-tuned model (zero-shot turn prompt):")
-    tuned = measure("tuned", str(outcome.model.serving_path(config.llm.engine)), config,
-                    test_set, embedder)
-
-    print(f"timing {args.timing_steps} LoRA steps for the epoch estimate ...")
-    timing = epoch_time(base, args.timing_steps, 16, args.out / "timing")
-    timing_bf16 = epoch_time(base, args.timing_steps, 16, args.out / "timing", bf16=True)
+    sides = {"untuned": measure("untuned", None, config, test_set, embedder)}
+    if not (names or args.calibrate) or args.also_without:
+        sides["tuned"] = train_and_measure("tuned", base, train_set, args, config, test_set,
+                                           embedder)
+    label = "tuned" + ("+general" if names else "") + ("+weight" if args.calibrate else "")
+    if names or args.calibrate:
+        fit, validation = (validation_split(train_set) if args.calibrate
+                           else (train_set, None))
+        if validation:
+            print(f"held out {len(validation)} of the {len(train_set)} training turns to "
+                  f"choose the retrieval weight on")
+        sides[label] = train_and_measure(label, base, fit + general, args, config, test_set,
+                                         embedder, validation)
+        if args.refit and validation:
+            sides[label + "+refit"] = train_and_measure(
+                label + "+refit", base, train_set + general, args, config, test_set,
+                embedder, weight=sides[label]["retrieval_weight"])
 
     def errors(side: dict) -> int:
         return round((1 - side["intent_accuracy"]) * side["turns"])
 
-    rows = []
-    for key in ("recogniser", "llm_alone"):
-        u, t = untuned[key], tuned[key]
-        rows.append((key, u["intent_accuracy"], t["intent_accuracy"], errors(u), errors(t),
-                     u["latency_p50_ms"], t["latency_p50_ms"]))
-    print(f"\n{'scoring':<11} {'acc untuned':>11} {'acc tuned':>9} {'err u':>6} {'err t':>6} "
-          f"{'ms/turn u':>9} {'ms/turn t':>9}")
-    for name, ua, ta, ue, te, ul, tl in rows:
-        print(f"{name:<11} {ua:>11.3f} {ta:>9.3f} {ue:>6} {te:>6} {ul:>9.0f} {tl:>9.0f}")
-    su, st = untuned["recogniser"]["scenario_pass_rate"], tuned["recogniser"][
-        "scenario_pass_rate"]
-    print(f"scenario pass rate: untuned {su:.3f}, tuned {st:.3f}")
-    print(f"LoRA epoch over 10,000 short examples: {timing['extrapolated_epoch_minutes_10k']:.1f}"
-          f" min EXTRAPOLATED from {timing['measured_steps']} measured steps of "
-          f"{timing['batch_size']} ({timing['seconds_per_step']:.2f} s/step, "
-          f"{timing['mean_tokens_per_example']} tokens/example); with bfloat16 autocast "
-          f"{timing_bf16['extrapolated_epoch_minutes_10k']:.1f} min "
-          f"({timing_bf16['seconds_per_step']:.2f} s/step)")
-
+    print(f"\n{'model':<26} {'scoring':<11} {'accuracy':>8} {'errors':>6} {'oos recall':>10} "
+          f"{'scenarios':>9} {'ms/turn':>7}")
+    for label, side in sides.items():
+        for key in ("recogniser", "llm_alone"):
+            m = side[key]
+            oos = m.get("oos_recall")
+            print(f"{label:<26} {key:<11} {m['intent_accuracy']:>8.3f} {errors(m):>6} "
+                  f"{'' if oos is None else f'{oos:.2f}':>10} "
+                  f"{m.get('scenario_pass_rate', float('nan')):>9.3f} "
+                  f"{m['latency_p50_ms']:>7.0f}")
     result = {"date": time.strftime("%Y-%m-%d %H:%M"), "cpu": cpu_model(),
               "cores": os.cpu_count(), "torch": version("torch"),
               "transformers": version("transformers"), "peft": version("peft"),
+              "load_average_end": os.getloadavg(),
               "train_examples": len(train_set), "test_examples": len(test_set),
-              "method": args.method, "epochs": args.epochs, "train_steps": outcome.loop.steps,
-              "train_seconds": train_s, "final_loss": outcome.loop.final_loss,
-              "untuned": untuned, "tuned": tuned, "lora_epoch_timing": timing,
-              "lora_epoch_timing_bf16": timing_bf16}
+              "method": args.method, "epochs": args.epochs, "general": list(names), **sides}
+    if not args.no_timing:
+        print(f"timing {args.timing_steps} LoRA steps for the epoch estimate ...")
+        timing = epoch_time(base, args.timing_steps, 16, args.out / "timing")
+        timing_bf16 = epoch_time(base, args.timing_steps, 16, args.out / "timing", bf16=True)
+        print(f"LoRA epoch over 10,000 short examples: "
+              f"{timing['extrapolated_epoch_minutes_10k']:.1f} min EXTRAPOLATED from "
+              f"{timing['measured_steps']} measured steps of {timing['batch_size']} "
+              f"({timing['seconds_per_step']:.2f} s/step, "
+              f"{timing['mean_tokens_per_example']} tokens/example); with bfloat16 autocast "
+              f"{timing_bf16['extrapolated_epoch_minutes_10k']:.1f} min "
+              f"({timing_bf16['seconds_per_step']:.2f} s/step)")
+        result.update(lora_epoch_timing=timing, lora_epoch_timing_bf16=timing_bf16)
     write_results(args.json, result)
     return 0
 

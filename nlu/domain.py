@@ -35,6 +35,8 @@ class DomainPack:
     plans: list[dict[str, Any]] = field(default_factory=list)
     work_orders: dict[str, dict[str, Any]] = field(default_factory=dict)
     knowledge_dir: Path | None = None
+    # Public corpora's labels that mean a catalogue intent: corpus -> their label -> ours.
+    general_labels: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def plan(self, name: str) -> dict[str, Any] | None:
         return next((p for p in self.plans if p["name"].lower() == name.lower()), None)
@@ -77,8 +79,10 @@ def load_domain(name_or_path: str) -> DomainPack:
     plans = _optional(folder / "plans.yaml", "plans", [])
     work_orders = _optional(folder / "work_orders.yaml", "work_orders", {})
     flows = _optional(folder / "flows.yaml", "flows", {})
+    general = _general_labels(folder / "general_labels.yaml", intents)
     pack = DomainPack(folder.name, intents, prompts, slots, flows, plans, work_orders,
-                      folder / "knowledge" if (folder / "knowledge").is_dir() else None)
+                      folder / "knowledge" if (folder / "knowledge").is_dir() else None,
+                      general)
     if flows:
         _check_flows(pack, folder / "flows.yaml")
     return pack
@@ -86,6 +90,22 @@ def load_domain(name_or_path: str) -> DomainPack:
 
 def _optional(path: Path, key: str, default: Any) -> Any:
     return (_read_yaml(path).get(key) or default) if path.is_file() else default
+
+
+def _general_labels(path: Path, intents: dict[str, Intent]) -> dict[str, dict[str, str]]:
+    raw = _optional(path, "general_labels", {})
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: general_labels must map a corpus name to its labels")
+    out: dict[str, dict[str, str]] = {}
+    for corpus, labels in raw.items():
+        if not isinstance(labels, dict):
+            raise ConfigError(f"{path}: {corpus!r} must map its labels to catalogue intents")
+        for label, intent in labels.items():
+            if intent not in intents:
+                raise ConfigError(f"{path}: {corpus} label {label!r} maps to {intent!r}, "
+                                  f"which is not an intent in intents.yaml")
+        out[str(corpus)] = {str(k): str(v) for k, v in labels.items()}
+    return out
 
 
 def _load_slots(path: Path) -> dict[str, SlotSpec]:

@@ -3,6 +3,7 @@ refused at once, and promotion and rollback show in `voicedesk models list`."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -22,6 +23,23 @@ def test_train_finetune_stops_and_resumes_where_it_stopped(home: Path) -> None:
     assert second.returncode == 0, second.stderr
     assert "trained 2 steps (resumed at step 1" in second.stdout
     assert (home / "runs" / "finetune" / "checkpoints" / "step-0000002").is_dir()
+
+
+def test_train_finetune_mixes_in_the_mapped_rows_of_a_public_corpus(home: Path,
+                                                                    tmp_path: Path) -> None:
+    folder = tmp_path / "corpora" / "nlu" / "clinc150"
+    folder.mkdir(parents=True)
+    (folder / "data_full.json").write_text(json.dumps({
+        "train": [["book a hotel in rome", "book_hotel"], ["pay my gas bill", "pay_bill"]],
+        "oos_train": [["how tall is everest", "oos"]]}))
+    result = run_cli(["train", "finetune", "--domain", "--corpora", str(tmp_path / "corpora"),
+                      "--general", "clinc150", "--max-steps", "1", "--batch-size", "2",
+                      "--no-variants", "--no-export", "--threads", "2"], home)
+    assert result.returncode == 0, result.stderr
+    assert "2 of 3 rows map onto the telecom catalogue: out_of_scope 2" in result.stderr
+    missing = run_cli(["train", "finetune", "--corpora", str(tmp_path / "nowhere"),
+                       "--general", "clinc150", "--max-steps", "1", "--no-export"], home)
+    assert missing.returncode != 0 and "not found under" in missing.stderr
 
 
 def test_verify_refuses_an_incomplete_candidate_before_loading_models(home: Path,

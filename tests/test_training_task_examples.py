@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
 from nlu.domain import load_domain
+from voicedesk.errors import ConfigError
 from training.task_examples import (
     DataError,
     TurnExample,
     balanced,
     catalogue_only,
     description_examples,
+    general_turns,
     spoken_variants,
     turn_examples,
 )
@@ -59,6 +62,45 @@ def test_other_label_spaces_are_left_out_and_oos_is_out_of_scope() -> None:
     assert "left out 1 of 3 turns" in said[0]
 
 
+def test_a_mapped_corpus_is_read_through_the_packs_mapping_only() -> None:
+    domain = load_domain("telecom")
+    kept = catalogue_only([TurnExample("how do I change my car's oil", "oil_change_how",
+                                       source="clinc150"),
+                           TurnExample("pay my water bill", "pay_bill", source="clinc150"),
+                           TurnExample("thanks, that's all", "thank_you", source="clinc150"),
+                           TurnExample("pay my bill", "pay_bill", source="calls")], domain)
+    # CLINC150's pay_bill shares our name but not our meaning (a utility bill): left out.
+    assert [(e.text, e.intent) for e in kept] == [
+        ("how do I change my car's oil", "out_of_scope"), ("thanks, that's all", "goodbye"),
+        ("pay my bill", "pay_bill")]
+
+
+def test_general_turns_come_from_a_corpus_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "nlu" / "clinc150"
+    folder.mkdir(parents=True)
+    (folder / "data_full.json").write_text(json.dumps({
+        "train": [["book a hotel in rome", "book_hotel"], ["pay my gas bill", "pay_bill"],
+                  ["bye now", "goodbye"]],
+        "test": [["find me a flight", "book_flight"]],
+        "oos_train": [["how tall is everest", "oos"]]}))
+    said: list[str] = []
+    turns = general_turns(tmp_path, ("clinc150",), load_domain("telecom"), "train", said.append)
+    assert sorted((t.text, t.intent, t.source) for t in turns) == [
+        ("book a hotel in rome", "out_of_scope", "clinc150"),
+        ("bye now", "goodbye", "clinc150"),
+        ("how tall is everest", "out_of_scope", "clinc150")]
+    assert "3 of 4 rows map" in said[0] and "out_of_scope 2" in said[0]
+
+
+def test_a_general_label_mapped_to_an_unknown_intent_is_refused(tmp_path: Path) -> None:
+    pack = tmp_path / "pack"
+    shutil.copytree(load_domain("telecom").knowledge_dir.parent, pack)
+    (pack / "general_labels.yaml").write_text(
+        "general_labels:\n  clinc150:\n    recipe: cooking_advice\n")
+    with pytest.raises(ConfigError, match="recipe.*cooking_advice.*not an intent"):
+        load_domain(str(pack))
+
+
 def test_descriptions_become_caller_sentences() -> None:
     by_intent = {e.intent: e.text for e in description_examples(load_domain("telecom"))}
     assert by_intent["cancel_service"] == "I want to cancel my contract, service or account"
@@ -71,6 +113,23 @@ def test_balancing_repeats_rarer_intents_up_to_the_commonest() -> None:
     for e in balanced(examples):
         counts[e.intent] = counts.get(e.intent, 0) + 1
     assert counts == {"a": 3, "b": 3}
+
+
+def test_a_huge_catch_all_intent_is_sampled_down_keeping_the_packs_examples() -> None:
+    examples = ([TurnExample(f"a{i}", "a") for i in range(4)]
+                + [TurnExample(f"b{i}", "b") for i in range(3)]
+                + [TurnExample(f"pack{i}", "out_of_scope", source="domain:telecom")
+                   for i in range(2)]
+                + [TurnExample(f"clinc{i}", "out_of_scope", source="clinc150")
+                   for i in range(500)])
+    out = balanced(examples)
+    counts: dict[str, int] = {}
+    for e in out:
+        counts[e.intent] = counts.get(e.intent, 0) + 1
+    # Median 4, so out_of_scope keeps 8 and the others are repeated to 4, not to 500.
+    assert counts == {"a": 4, "b": 4, "out_of_scope": 8}
+    kept = [e.text for e in out if e.intent == "out_of_scope"]
+    assert {"pack0", "pack1"} <= set(kept)
 
 
 def test_spoken_variants_look_like_transcripts() -> None:

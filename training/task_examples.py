@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -95,19 +96,46 @@ def catalogue_only(examples: list[TurnExample], domain: DomainPack,
 
     A dataset may mix in public corpora with their own label spaces; the
     recogniser chooses among catalogue intents only, so other labels would
-    teach names it never asks for. What is left out is said, not hidden.
+    teach names it never asks for. A corpus the pack's ``general_labels.yaml``
+    names is read through that mapping only (CLINC150's ``pay_bill`` is a
+    utility bill, not ours, however alike the names). What is left out is
+    said, not hidden.
     """
     kept, dropped = [], 0
     for example in examples:
-        if example.intent in OUT_OF_SCOPE_LABELS:
-            kept.append(replace(example, intent="out_of_scope"))
-        elif example.intent in domain.intents:
-            kept.append(example)
+        mapping = domain.general_labels.get(example.source)
+        if mapping is not None:
+            intent = mapping.get(example.intent)
+        elif example.intent in OUT_OF_SCOPE_LABELS:
+            intent = "out_of_scope"
         else:
+            intent = example.intent if example.intent in domain.intents else None
+        if intent is None:
             dropped += 1
+        else:
+            kept.append(example if intent == example.intent else replace(example, intent=intent))
     if dropped:
         say(f"left out {dropped} of {len(examples)} turns whose intent is not in the "
             f"{domain.name} catalogue (a public corpus's own labels)")
+    return kept
+
+
+def general_turns(data_dir: Path, names: tuple[str, ...], domain: DomainPack, split: str,
+                  say: Callable[[str], None] = lambda _: None) -> list[TurnExample]:
+    """The rows of public corpora (under ``data_dir``) whose labels the pack maps onto
+    its catalogue, all of one split: general data for the turn task."""
+    from training.data.corpora import general_examples
+
+    rows, _ = general_examples(data_dir, names, seed=0, limit=10**9)
+    turns = [TurnExample(r.text, r.intent, id=f"{r.source}:{i}", source=r.source)
+             for i, r in enumerate(rows) if r.split == split]
+    kept = catalogue_only(turns, domain)
+    counts: dict[str, int] = {}
+    for example in kept:
+        counts[example.intent] = counts.get(example.intent, 0) + 1
+    say(f"general data ({', '.join(names)}, {split}): {len(kept)} of {len(turns)} rows map "
+        f"onto the {domain.name} catalogue: " +
+        ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])))
     return kept
 
 
@@ -156,6 +184,22 @@ def domain_split(domain: DomainPack, split: str, test_fraction: float = 0.25
     return out
 
 
+def validation_split(examples: list[TurnExample], fraction: float = 0.2
+                     ) -> tuple[list[TurnExample], list[TurnExample]]:
+    """(fit, validation): about ``fraction`` of each intent's examples, chosen by a hash of
+    the text, held out to measure a choice on; an intent with fewer than three examples
+    keeps them all for fitting."""
+    by_intent: dict[str, list[TurnExample]] = {}
+    for example in examples:
+        by_intent.setdefault(example.intent, []).append(example)
+    held: set[int] = set()
+    for group in by_intent.values():
+        if len(group) >= 3:
+            ranked = sorted(group, key=lambda e: _bucket("validation:" + e.text))
+            held.update(id(e) for e in ranked[:max(1, round(len(group) * fraction))])
+    return ([e for e in examples if id(e) not in held], [e for e in examples if id(e) in held])
+
+
 def without_examples(domain: DomainPack, held_out: list[TurnExample]) -> DomainPack:
     """The pack minus held-out texts, so retrieval cannot look the answer up."""
     drop = {e.text for e in held_out}
@@ -193,16 +237,35 @@ def description_examples(domain: DomainPack) -> list[TurnExample]:
     return out
 
 
+LARGE_GROUP = 2.0  # an intent with more than this times the median count is sampled down
+
+
 def balanced(examples: list[TurnExample]) -> list[TurnExample]:
     """Every intent repeated up to the commonest one's count, so no intent is the
-    model's default merely for having more examples."""
+    model's default merely for having more examples.
+
+    An intent with more than ``LARGE_GROUP`` times the median count (out of
+    scope, once a public corpus's thousand unrelated requests are mapped onto
+    it) is sampled down to that (the operator's own examples first, then
+    public corpora's rows by a hash of the text) and does not set the count
+    the others are repeated to.
+    """
+    from training.data.corpora import READERS
+
     by_intent: dict[str, list[TurnExample]] = {}
     for example in examples:
         by_intent.setdefault(example.intent, []).append(example)
-    most = max((len(v) for v in by_intent.values()), default=0)
+    if not by_intent:
+        return []
+    sizes = sorted(len(v) for v in by_intent.values())
+    cap = max(1, math.ceil(LARGE_GROUP * sizes[len(sizes) // 2]))
+    most = max(n for n in sizes if n <= cap)
     out = []
     for group in by_intent.values():
-        out += [group[i % len(group)] for i in range(most)]
+        if len(group) > cap:
+            out += sorted(group, key=lambda e: (e.source in READERS, _bucket(e.text)))[:cap]
+        else:
+            out += [group[i % len(group)] for i in range(most)]
     return out
 
 

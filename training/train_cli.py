@@ -120,6 +120,7 @@ def _turns(config: Config, args: argparse.Namespace, split: str) -> list[Any]:
         catalogue_only,
         description_examples,
         domain_split,
+        general_turns,
         turn_examples,
     )
 
@@ -132,6 +133,10 @@ def _turns(config: Config, args: argparse.Namespace, split: str) -> list[Any]:
         examples += domain_split(domain, "train" if split == "train" else "test")
         if split == "train":
             examples += description_examples(domain)
+    if getattr(args, "corpora", None) and split == "train":
+        names = tuple(n for n in (args.general or "").split(",") if n) or tuple(
+            domain.general_labels)
+        examples += general_turns(Path(args.corpora), names, domain, "train", _say)
     if not examples and split == "train":
         raise DataError("no task data: give --data DATASET (a folder from the dataset builder) "
                         "and/or --domain (the domain pack's intent examples)")
@@ -145,6 +150,9 @@ def cmd_finetune(config: Config, args: argparse.Namespace) -> int:
     from voicedesk.models.prepare import ModelStore
 
     examples = _turns(config, args, "train")
+    validation: list[Any] = []
+    if args.calibrate_retrieval:
+        examples, validation = _validation(config, args, examples)
     base_ref = args.base or config.llm.model
     base = _exported_hf(base_ref) or ModelStore(config.models_dir).llm_hf(base_ref)
     defaults = FinetuneOptions()
@@ -159,7 +167,62 @@ def cmd_finetune(config: Config, args: argparse.Namespace) -> int:
         outcome = finetune(base, examples, out, options, log)
     except TrainingInterrupted as stop:
         return _interrupted(stop)
+    if validation and outcome.model is not None:
+        _choose_retrieval_weight(config, args, outcome.model, validation)
     return _finish(config, outcome, out)
+
+
+def _validation(config: Config, args: argparse.Namespace, examples: list[Any]
+                ) -> tuple[list[Any], list[Any]]:
+    """(training turns, validation turns) for choosing the retrieval weight: the dataset's
+    validation split when it has one, else a fifth of the task turns, held out of training
+    (public corpora's rows always train)."""
+    from nlu.domain import load_domain
+    from training.data.corpora import READERS
+    from training.task_examples import (
+        DataError,
+        catalogue_only,
+        turn_examples,
+        validation_split,
+    )
+
+    if args.data and (Path(args.data) / "validation.jsonl").is_file():
+        domain = load_domain(config.nlu.domain)
+        validation = catalogue_only(turn_examples(Path(args.data), "validation"), domain, _say)
+        if validation:
+            _say(f"the retrieval weight is chosen on the dataset's {len(validation)} "
+                 f"validation turns")
+            return examples, validation
+    task = [e for e in examples if e.source not in READERS]
+    fit, validation = validation_split(task)
+    if not validation:
+        raise DataError("--calibrate-retrieval needs at least three turns of an intent to hold "
+                        "one out; give --data with a validation split")
+    _say(f"held out {len(validation)} of the {len(task)} task turns to choose the retrieval "
+         f"weight on (not trained on)")
+    return fit + [e for e in examples if e.source in READERS], validation
+
+
+def _choose_retrieval_weight(config: Config, args: argparse.Namespace, model: Any,
+                             validation: list[Any]) -> None:
+    from nlu.domain import load_domain
+    from nlu.embeddings import SentenceEmbedder
+    from training.retrieval_weight import best_weight, score_weights, write_weight
+    from training.task_examples import domain_split, without_examples
+    from training.verify import load_llm
+    from voicedesk.models.prepare import ModelStore
+
+    domain = load_domain(config.nlu.domain)
+    if args.domain:  # the pack's held-out part stays out of retrieval, as in verify --domain
+        domain = without_examples(domain, domain_split(domain, "test"))
+    embedder = SentenceEmbedder(ModelStore(config.models_dir).embeddings(config.nlu.embeddings))
+    engine = load_llm(config, str(model.serving_path(config.llm.engine))).engine
+    accuracy = score_weights(engine, embedder, domain, validation,
+                             config.nlu.examples_per_turn, say=_say)
+    weight = best_weight(accuracy)
+    write_weight(model.root, weight, accuracy, len(validation))
+    print(f"retrieval weight {weight:g} (intent accuracy on {len(validation)} validation turns: "
+          + ", ".join(f"{w:g} {a:.3f}" for w, a in accuracy.items()) + ")")
 
 
 def cmd_asr(config: Config, args: argparse.Namespace) -> int:
@@ -366,6 +429,18 @@ def register(sub: Any, models_sub: Any) -> None:
     fine.add_argument("--with-reply", action="store_true", help="also learn the replies")
     fine.add_argument("--no-variants", action="store_true",
                       help="train on the texts as given, without spoken-style copies")
+    fine.add_argument("--calibrate-retrieval", action="store_true",
+                      help="choose how much the nearest examples' vote counts beside the tuned "
+                           "model, on validation turns (the dataset's validation split, else a "
+                           "fifth of the task turns held out of training); written into the "
+                           "model's marker")
+    fine.add_argument("--corpora", metavar="DIR",
+                      help="also train on public intent corpora under DIR (nlu/clinc150/, "
+                           "nlu/banking77/), the rows whose labels the pack's "
+                           "general_labels.yaml maps onto its catalogue")
+    fine.add_argument("--general", metavar="NAMES",
+                      help="with --corpora: which corpora, comma-separated (default: those "
+                           "general_labels.yaml names)")
     _add_loop_args(fine, "finetune")
     fine.set_defaults(func=cmd_finetune)
 

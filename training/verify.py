@@ -35,6 +35,8 @@ class VerifyOptions:
     general_clips: list[AudioExample] = field(default_factory=list)  # a general ASR set
     scenarios: Path | None = SCENARIOS
     gates: dict[str, Gate] = field(default_factory=lambda: dict(DEFAULT_GATES))
+    # The recogniser's retrieval weight, over what the model's marker says (None: as served)
+    retrieval_weight: float | None = None
 
 
 @dataclass
@@ -117,6 +119,9 @@ def evaluate_llm(model: LlmUnderTest, config: Config, options: VerifyOptions,
         held_out = IntentRecognizer(model.engine, embedder, without_examples(domain,
                                                                              options.turns),
                                     config.nlu.examples_per_turn, config.nlu.retrieval_weight)
+        if options.retrieval_weight is not None:
+            held_out.retrieval_weight = options.retrieval_weight
+        metrics["retrieval_weight"] = held_out.retrieval_weight
         predicted, times = [], []
         for example in options.turns:
             started = time.perf_counter()
