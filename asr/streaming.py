@@ -53,12 +53,8 @@ short of the speech. If it still does not fit, and the backend can search one wi
 readings (``reading_that_fits``), the likeliest of a beam search's readings
 over the same encoder pass that looks like the answer stands, with its word
 times ("My bid is 7, 9, 2, 6." where greedy heard "... high in 26."); only
-when none does is the pass run as any other. A pause in the middle of the
-answer (callers read numbers in groups) is heard with the quick pass first
-(``gap_check``): a reading well short of the answer ("4, 0, 0, 1" of eight
-digits) stands for that pause, as a partial only, and the full window and
-the search wait for a pause that may end the answer; the final pass always
-takes the full path. Other passes never use the prompt: over the pause between two groups of digits it
+when none does is the pass run as any other. Other
+passes never use the prompt: over the pause between two groups of digits it
 tips Whisper into loops ("4, 0, 0, 0, 0, ..."), and cutting the audio at the
 speech leaves it less silence to loop over.
 
@@ -121,12 +117,6 @@ class StreamingOptions:
     # and the endpointer's longer waits made 8 scripted calls slower (voice-to-voice
     # p50 / p95 940 / 3670 ms against 850 / 2300 ms; benchmarks/README.md).
     quick_answers: bool = False
-    # In a pause inside an expected answer, hear it with the quick pass first; a reading
-    # short of the answer by more than a beam search restores (``Expectation.near``:
-    # "4, 0, 0, 1" of eight digits) means the caller is between groups of digits, and
-    # the full-window pass and the search wait for a pause that may end the answer. The
-    # final pass always takes the full path. Off: every pause pays the full window.
-    gap_check: bool = True
 
     def __post_init__(self) -> None:
         for name in ("min_chunk_s", "first_chunk_s", "pause_s", "idle_pause_s", "trim_s"):
@@ -371,7 +361,7 @@ class StreamingTranscriber:
         elif turn.hypothesis is not None and not turn.speech_since_pass:
             words = turn.hypothesis  # the pause pass heard everything: it is the final pass
         else:
-            words = self._transcribe(turn, settled=True, final=True)
+            words = self._transcribe(turn, settled=True)
         before = self.agreement.confirmed_before(turn.buffer_start / self.sample_rate)
         tail = self.agreement.close(words)
         events: list[StreamEvent] = []
@@ -410,13 +400,12 @@ class StreamingTranscriber:
         chunk = self.options.min_chunk_s if turn.heard_words else self.options.first_chunk_s
         return new_s >= chunk
 
-    def _transcribe(self, turn: _Turn, settled: bool = False, final: bool = False
-                    ) -> tuple[Word, ...]:
+    def _transcribe(self, turn: _Turn, settled: bool = False) -> tuple[Word, ...]:
         """One pass over the whole buffer; word times moved onto the stream's clock.
 
-        ``settled``: a pass over a pause or the final pass (``final``). With an
-        expected answer it is heard with the expectation's prompt first (see the
-        module docstring), and as any other pass only if that reading does not fit."""
+        ``settled``: a pass over a pause or the final pass. With an expected answer
+        it is heard with the expectation's prompt first (see the module docstring),
+        and as any other pass only if that reading does not fit."""
         heard: tuple[tuple[Word, ...], list[float]] | None = None
         expected = self.expectation if settled else None
         if expected is not None:
@@ -424,16 +413,11 @@ class StreamingTranscriber:
             speech = turn.size - turn.silence + round(EXPECTED_TAIL_S * self.sample_rate)
             size = min(turn.size, speech)
             heard, fits = None, False
-            quick = isinstance(self.transcriber, QuickTranscriber)
-            check = (self.options.gap_check and not final and expected.near is not None)
-            if quick and (self.options.quick_answers or check):
+            if self.options.quick_answers and isinstance(self.transcriber, QuickTranscriber):
                 heard = self._pass(turn, size, expected.prompt, quick=True)
-                fits = self.options.quick_answers and self._answers(turn, heard[0], expected)
+                fits = self._answers(turn, heard[0], expected)
                 log.debug("quick pass, %s: %r", "the expected answer" if fits else
                           "not the expected answer", join_words(heard[0]))
-                if not fits and check and expected.near is not None \
-                        and not expected.near(join_words(heard[0])):
-                    return self._provisional(turn, heard)
             if not fits:
                 heard = self._pass(turn, size, expected.prompt)
                 fits = self._answers(turn, heard[0], expected)
@@ -457,26 +441,13 @@ class StreamingTranscriber:
             heard = self._pass(turn, turn.size,
                                self.agreement.prompt(self.options.prompt_chars) or None,
                                quick=True)
-        return self._heard(turn, heard)
-
-    def _heard(self, turn: _Turn, heard: tuple[tuple[Word, ...], list[float]],
-               provisional: bool = False) -> tuple[Word, ...]:
         words, turn.segment_ends = heard
         turn.passes += 1
         turn.heard = turn.size
         turn.speech_since_pass = False
-        turn.hypothesis = None if provisional else words
+        turn.hypothesis = words
         turn.heard_words = turn.heard_words or bool(words)
         return words
-
-    def _provisional(self, turn: _Turn, heard: tuple[tuple[Word, ...], list[float]]
-                     ) -> tuple[Word, ...]:
-        """A quick reading of part of an expected answer (``gap_check``): the partial for
-        the endpointer, which hears a number still being read, but never the final
-        transcript: if the turn ends here, ``end_turn`` hears it in full."""
-        turn.answer = ""
-        log.debug("between groups of digits: %r", join_words(heard[0]))
-        return self._heard(turn, heard, provisional=True)
 
     def _answers(self, turn: _Turn, words: tuple[Word, ...], expected: Expectation) -> bool:
         """Does a reading look like the expected answer, and reach the end of the speech?
