@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from nlu.domain import load_domain
-from voicedesk.errors import ConfigError
 from training.task_examples import (
     DataError,
     TurnExample,
@@ -20,6 +19,7 @@ from training.task_examples import (
     spoken_variants,
     turn_examples,
 )
+from voicedesk.errors import ConfigError
 
 
 def dataset(folder: Path, rows: list[dict]) -> Path:
