@@ -155,7 +155,7 @@ def main() -> int:
                              "in the same 20-ms frame (the worst case)")
     parser.add_argument("--stream", action="append", default=[], metavar="OPTION=VALUE",
                         help="a streaming option other than its default, for a side-by-side "
-                             "run (asr.streaming.StreamingOptions; e.g. gap_check=false)")
+                             "run (asr.streaming.StreamingOptions; e.g. quick_answers=true)")
     parser.add_argument("--json", type=Path, default=REPO / "benchmarks/results/latency.json")
     args = parser.parse_args()
     rounds = args.rounds or (3 if args.full else 2)
