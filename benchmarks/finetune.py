@@ -1,6 +1,7 @@
 """Fine-tuning the default LLM on the telecom task: accuracy, scenarios, latency, epoch time.
 
     .venv/bin/python benchmarks/finetune.py [--epochs 3] [--method lora] [--json PATH]
+        [--general clinc150,banking77 [--also-without]] [--calibrate [--refit]] [--no-timing]
 
 Side by side, in one run, on the same held-out split of the telecom pack's
 intent examples (``training.task_examples.domain_split``: about a quarter of
@@ -12,6 +13,11 @@ zero-shot turn prompt. Each is scored as the recogniser runs it (LLM choice time
 retrieval prior) and as the LLM alone (retrieval weight 0), plus the
 scenario suite's pass rate and the per-turn latency, both served by
 CTranslate2 int8.
+
+``--general`` adds the rows of public corpora the pack's ``general_labels.yaml``
+maps onto its catalogue (``--also-without`` trains the pack-only model too, side
+by side); ``--calibrate`` holds out a fifth of the training turns and chooses the
+recogniser's retrieval weight on them before the test turns are scored.
 
 The LoRA epoch time over 10,000 short examples is extrapolated from a
 measured number of steps (``--timing-steps``) of the same loop and batch
