@@ -49,9 +49,9 @@ def combine(evidence: Evidence, weight: float) -> Understanding:
     """Product of experts: the LLM's choice, weighted by the prior raised to ``weight``.
 
     The untuned 135M model alone is right on 23 of 32 held-out telecom turns,
-    retrieval alone on 31, the product on 31; a fine-tuned model knows the
-    catalogue itself and does better with a lower weight, which its marker
-    carries when training measured it (``training.retrieval_weight``).
+    retrieval alone on 31, the product on 31. A fine-tuned model's marker may
+    carry another weight, measured on validation turns by
+    ``training.retrieval_weight`` (on the telecom pack that measurement chose 1).
     """
     combined = {c: math.log(p + 1e-9) + weight * math.log(evidence.prior[c])
                 for c, p in evidence.llm.items()}
