@@ -18,6 +18,7 @@ from training.task_examples import (
     general_turns,
     spoken_variants,
     turn_examples,
+    turns_file,
 )
 from voicedesk.errors import ConfigError
 
@@ -136,3 +137,32 @@ def test_spoken_variants_look_like_transcripts() -> None:
     texts = [v.text for v in spoken_variants(TurnExample("What's my balance?", "check_balance"))]
     assert texts[0] == "What's my balance?" and texts[1] == "what's my balance"
     assert texts[2].endswith("what's my balance") and len(texts) == 3
+
+
+TELECOM_TURNS = Path(__file__).resolve().parents[1] / "benchmarks" / "data" / "telecom_turns.yaml"
+
+
+def test_the_written_apart_test_set_covers_every_intent_of_the_pack() -> None:
+    domain = load_domain("telecom")
+    turns = turns_file(TELECOM_TURNS, domain)
+    per_intent: dict[str, int] = {}
+    for turn in turns:
+        per_intent[turn.intent] = per_intent.get(turn.intent, 0) + 1
+    assert set(per_intent) == set(domain.intents)
+    assert min(per_intent.values()) >= 10
+    assert len({t.text.lower() for t in turns}) == len(turns)
+
+
+def test_a_turns_file_with_an_unknown_intent_names_the_turn(tmp_path: Path) -> None:
+    path = tmp_path / "turns.yaml"
+    path.write_text("turns:\n  - text: pay my bill\n    intent: pay_bill\n"
+                    "  - text: book me a flight\n    intent: travel\n")
+    with pytest.raises(DataError, match="turn 2 has intent 'travel'"):
+        turns_file(path, load_domain("telecom"))
+
+
+def test_a_turns_file_without_turns_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "turns.yaml"
+    path.write_text("examples: []\n")
+    with pytest.raises(DataError, match="non-empty list under 'turns:'"):
+        turns_file(path, load_domain("telecom"))

@@ -200,6 +200,32 @@ def validation_split(examples: list[TurnExample], fraction: float = 0.2
     return ([e for e in examples if id(e) not in held], [e for e in examples if id(e) in held])
 
 
+def turns_file(path: Path, domain: DomainPack) -> list[TurnExample]:
+    """Labelled turns from a YAML file (``turns: [{text, intent, context?}]``): a test set
+    written apart from the pack, so nothing a model learns from was chosen by reading it."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise DataError(f"{path}: cannot read the turns file: {exc}") from exc
+    rows = data.get("turns") if isinstance(data, dict) else None
+    if not isinstance(rows, list) or not rows:
+        raise DataError(f"{path}: expected a non-empty list under 'turns:'")
+    out = []
+    for number, row in enumerate(rows, 1):
+        if not isinstance(row, dict) or not str(row.get("text", "")).strip():
+            raise DataError(f"{path}: turn {number} needs a text and an intent")
+        intent = str(row.get("intent", ""))
+        if intent not in domain.intents:
+            raise DataError(f"{path}: turn {number} has intent {intent!r}, which is not in "
+                            f"the {domain.name} catalogue")
+        out.append(TurnExample(str(row["text"]).strip(), intent,
+                               context=str(row.get("context", "")),
+                               id=f"{Path(path).stem}:{number}", source=str(path)))
+    return out
+
+
 def without_examples(domain: DomainPack, held_out: list[TurnExample]) -> DomainPack:
     """The pack minus held-out texts, so retrieval cannot look the answer up."""
     drop = {e.text for e in held_out}
