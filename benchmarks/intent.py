@@ -4,6 +4,7 @@ call turn takes to understand.
     python benchmarks/intent.py            # quick: a slice of each set, a few minutes
     python benchmarks/intent.py --full     # the reported figures (about an hour on 2 cores)
     python benchmarks/intent.py --full --dataset banking77 --seeds 2   # two models averaged
+    python benchmarks/intent.py --dataset latency --test-set benchmarks/data/telecom_turns.yaml
 
 What is trained: the bundled all-MiniLM-L6-v2 encoder, fine-tuned whole with
 a cosine head by ``training.intent_classifier`` (the same service
@@ -289,22 +290,29 @@ def _percentiles(times: list[float]) -> dict:
             "turns": len(ordered)}
 
 
-def understanding_latency(encoder: str, work: Path, say: Callable[[str], None]) -> dict:
+def understanding_latency(encoder: str, work: Path, say: Callable[[str], None],
+                          test_set: Path | None = None) -> dict:
     """Intent + slots per held-out telecom turn, as a call asks: the default recogniser (a
-    classifier trained on the pack, the LLM when it is unsure) and the LLM alone."""
+    classifier trained on the pack, the LLM when it is unsure) and the LLM alone.
+    ``test_set``: turns written apart from the pack (``finetune.py --test-set``); the
+    whole pack then trains and retrieves, and turns the pack has word for word are left out."""
     from nlu.domain import load_domain
     from nlu.embeddings import SentenceEmbedder
     from nlu.intent_classifier import IntentClassifier
     from nlu.slots import SlotExtractor
     from nlu.understanding import IntentRecognizer
     from training.intent_classifier import domain_training_set
-    from training.task_examples import domain_split, without_examples
+    from training.task_examples import domain_split, turns_file, without_examples
     from training.verify import intent_metrics, load_llm
 
     config = load_config()
     domain = load_domain(config.nlu.domain)
     held_out = domain_split(domain, "test")
     pack = without_examples(domain, held_out)  # the classifier never sees the held-out turns
+    if test_set is not None:
+        known = {e.lower() for i in domain.intents.values() for e in i.examples}
+        held_out = [t for t in turns_file(test_set, domain) if t.text.lower() not in known]
+        pack = domain
     slots = SlotExtractor(domain.slots, [p["name"] for p in domain.plans])
     embedder = SentenceEmbedder(ModelStore(config.models_dir).embeddings(config.nlu.embeddings))
     llm = load_llm(config, None).engine
@@ -323,6 +331,7 @@ def understanding_latency(encoder: str, work: Path, say: Callable[[str], None]) 
             llm, embedder, pack, config.nlu.examples_per_turn, config.nlu.retrieval_weight),
     }
     out: dict = {"telecom_classifier_train_minutes": seconds / 60,
+                 "test_set": str(test_set) if test_set else "pack split",
                  "classifier_confident": config.nlu.classifier_confident}
     for label, recognizer in recognizers.items():
         recognizer.understand(held_out[0].text, held_out[0].context)  # warm-up
@@ -359,6 +368,9 @@ def main() -> int:
     parser.add_argument("--reuse", action="store_true",
                         help="score the models an earlier run left in --work instead of "
                              "training them again (missing ones are trained)")
+    parser.add_argument("--test-set", type=Path, default=None,
+                        help="latency: score the telecom recognisers on a YAML file of turns "
+                             "written apart from the pack (benchmarks/data/telecom_turns.yaml)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--work", type=Path, default=Path("/tmp/voicedesk-bench-intent"))
     parser.add_argument("--json", type=Path, default=RESULTS)
@@ -384,7 +396,7 @@ def main() -> int:
                                           args.oos_recall, say, args.seeds,
                                           args.false_rejects, args.reuse)
     if "latency" in args.dataset:
-        result["understanding"] = understanding_latency(encoder, args.work, say)
+        result["understanding"] = understanding_latency(encoder, args.work, say, args.test_set)
     result["load_average_after"] = os.getloadavg()
 
     print(f"\nintent benchmarks ({result['mode']}; {epochs:g} epochs; {cpu_model()}, "
