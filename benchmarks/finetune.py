@@ -53,16 +53,15 @@ from training.task_examples import (  # noqa: E402
     description_examples,
     domain_split,
     general_turns,
-    turns_file,
     validation_split,
     without_examples,
+    written_apart,
 )
 from training.verify import SCENARIOS, VerifyOptions, evaluate_llm, load_llm  # noqa: E402
 from voicedesk.config import load_config  # noqa: E402
 from voicedesk.models.prepare import ModelStore  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "finetune.json"
-TELECOM_TURNS = Path(__file__).parent / "data" / "telecom_turns.yaml"
 DEFAULT_CORPORA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 
 
@@ -203,8 +202,8 @@ def main() -> int:
                         help="folder holding nlu/clinc150/ and nlu/banking77/")
     parser.add_argument("--test-set", type=Path, default=None,
                         help="a YAML file of labelled turns written apart from the pack "
-                             "(turns: [{text, intent}]); the whole pack then trains, "
-                             f"e.g. {TELECOM_TURNS.relative_to(TELECOM_TURNS.parents[2])}")
+                             "(turns: [{text, intent}], e.g. "
+                             "benchmarks/data/telecom_turns.yaml); the whole pack then trains")
     parser.add_argument("--timing-steps", type=int, default=8)
     parser.add_argument("--no-timing", action="store_true", help="skip the LoRA epoch timing")
     parser.add_argument("--out", type=Path, default=Path("/tmp/voicedesk-bench-finetune"))
@@ -229,13 +228,7 @@ def main() -> int:
     if args.test_set:
         # A test set written apart from the pack: every pack example trains and retrieves.
         train_set += test_set
-        test_set = turns_file(args.test_set, domain)
-        # A turn the pack already has word for word is not held out: it is left out.
-        known = {e.lower() for i in domain.intents.values() for e in i.examples}
-        written = len(test_set)
-        test_set = [t for t in test_set if t.text.lower() not in known]
-        print(f"{args.test_set}: {written - len(test_set)} of {written} turns are also pack "
-              f"examples and are left out")
+        test_set = written_apart(args.test_set, domain, say=print)
     print(f"telecom intent examples: {len(train_set)} train (with descriptions), "
           f"{len(test_set)} held out" + (f" ({args.test_set})" if args.test_set else ""))
     names = tuple(n for n in args.general.split(",") if n)

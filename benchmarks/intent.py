@@ -302,7 +302,7 @@ def understanding_latency(encoder: str, work: Path, say: Callable[[str], None],
     from nlu.slots import SlotExtractor
     from nlu.understanding import IntentRecognizer
     from training.intent_classifier import domain_training_set
-    from training.task_examples import domain_split, turns_file, without_examples
+    from training.task_examples import domain_split, without_examples, written_apart
     from training.verify import intent_metrics, load_llm
 
     config = load_config()
@@ -310,9 +310,7 @@ def understanding_latency(encoder: str, work: Path, say: Callable[[str], None],
     held_out = domain_split(domain, "test")
     pack = without_examples(domain, held_out)  # the classifier never sees the held-out turns
     if test_set is not None:
-        known = {e.lower() for i in domain.intents.values() for e in i.examples}
-        held_out = [t for t in turns_file(test_set, domain) if t.text.lower() not in known]
-        pack = domain
+        held_out, pack = written_apart(test_set, domain, say), domain
     slots = SlotExtractor(domain.slots, [p["name"] for p in domain.plans])
     embedder = SentenceEmbedder(ModelStore(config.models_dir).embeddings(config.nlu.embeddings))
     llm = load_llm(config, None).engine

@@ -19,6 +19,7 @@ from training.task_examples import (
     spoken_variants,
     turn_examples,
     turns_file,
+    written_apart,
 )
 from voicedesk.errors import ConfigError
 
@@ -166,3 +167,14 @@ def test_a_turns_file_without_turns_is_an_error(tmp_path: Path) -> None:
     path.write_text("examples: []\n")
     with pytest.raises(DataError, match="non-empty list under 'turns:'"):
         turns_file(path, load_domain("telecom"))
+
+
+def test_turns_the_pack_already_has_are_not_held_out(tmp_path: Path) -> None:
+    domain = load_domain("telecom")
+    path = tmp_path / "turns.yaml"
+    path.write_text(f"turns:\n  - text: {domain.intents['pay_bill'].examples[0].upper()}\n"
+                    "    intent: pay_bill\n  - text: put it all on my card\n    intent: pay_bill\n")
+    said: list[str] = []
+    kept = written_apart(path, domain, said.append)
+    assert [t.text for t in kept] == ["put it all on my card"]
+    assert "1 of 2 turns are also pack examples" in said[0]

@@ -226,6 +226,18 @@ def turns_file(path: Path, domain: DomainPack) -> list[TurnExample]:
     return out
 
 
+def written_apart(path: Path, domain: DomainPack,
+                  say: Callable[[str], None] = lambda _: None) -> list[TurnExample]:
+    """A test set from ``turns_file``, less the turns the pack already has word for word:
+    those are not held out from a model trained on the pack."""
+    turns = turns_file(path, domain)
+    known = {e.lower() for intent in domain.intents.values() for e in intent.examples}
+    kept = [t for t in turns if t.text.lower() not in known]
+    say(f"{path}: {len(turns) - len(kept)} of {len(turns)} turns are also pack examples "
+        f"and are left out")
+    return kept
+
+
 def without_examples(domain: DomainPack, held_out: list[TurnExample]) -> DomainPack:
     """The pack minus held-out texts, so retrieval cannot look the answer up."""
     drop = {e.text for e in held_out}
