@@ -178,3 +178,12 @@ def test_turns_the_pack_already_has_are_not_held_out(tmp_path: Path) -> None:
     kept = written_apart(path, domain, said.append)
     assert [t.text for t in kept] == ["put it all on my card"]
     assert "1 of 2 turns are also pack examples" in said[0]
+
+
+def test_a_missing_or_malformed_turns_file_says_which_file(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="missing.yaml: cannot read the turns file"):
+        turns_file(tmp_path / "missing.yaml", load_domain("telecom"))
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("turns:\n  - text: [unclosed\n")
+    with pytest.raises(DataError, match="broken.yaml: cannot read the turns file"):
+        turns_file(broken, load_domain("telecom"))
