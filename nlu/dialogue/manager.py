@@ -266,14 +266,28 @@ class DialogueManager:
         pack, rather than met with "I didn't catch that" or a refusal. Not while a question
         of the assistant's waits for its answer, not for keypad digits, and not when the
         turn carries a value its intent's flow asks for (an unsure "switch me to
-        Unlimited 5G" is still a plan change)."""
+        Unlimited 5G" is still a plan change).
+
+        So is a turn it doubts is a knowledge question ("If I leave my broadband before
+        the year's up, what would I have to pay?" at 0.18). A question it only half thinks
+        off-topic or a knowledge question ("Do you offer travel insurance for my
+        holiday?") goes there even when the pack has no answer: the caller was heard, so
+        the reply is "I'd rather not guess" and a colleague, not "I didn't catch that". A
+        question it is sure is off-topic still gets the refusal."""
         if (turn.dtmf or self.knowledge is None or state.pending is not None
-                or "knowledge_question" not in self.domain.flows
-                or turn.intent == "knowledge_question"):
+                or "knowledge_question" not in self.domain.flows):
             return False
+        doubted = turn.confidence < self.policy.min_confidence
+        if turn.intent == "knowledge_question" and not doubted:
+            return False  # its own flow answers it
         unsure = turn.intent == "out_of_scope" or self._unclear(state, turn.intent,
                                                                  turn.confidence, turn.found)
-        return unsure and self.knowledge.answer(turn.text) is not None
+        if not unsure:
+            return False
+        if self.knowledge.answer(turn.text) is not None:
+            return True
+        return (turn.intent in ("out_of_scope", "knowledge_question") and doubted
+                and offers.asks_a_question(turn.text))
 
     def _unclear(self, state: DialogueState, intent: str, confidence: float,
                  found: dict[str, str]) -> bool:

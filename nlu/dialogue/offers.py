@@ -1,4 +1,5 @@
-"""How a caller answers a yes/no offer, and how a caller asks for a person.
+"""How a caller answers a yes/no offer, how a caller asks for a person, and whether a
+turn asks a question at all.
 
 The assistant's offer ("shall I put you through to a colleague?") is answered
 only by a short yes or no. "Okay, no worries. What time do your shops close?"
@@ -59,3 +60,21 @@ def asks_for_person(text: str) -> bool:
     """Words that ask for a person outright ("can I just talk to a real person?"),
     not words that merely mention one ("the agent I spoke to was rude")."""
     return bool(_ASKS_FOR_PERSON.search(text.lower()))
+
+
+_FILLER_WORDS = ("um uh er erm so yeah yes hi hello hey okay ok right well and but oh also "
+                 "just sorry excuse me quick question")
+_OPENING_WORDS = ("do does did can could would will is are am was were have has what what's "
+                  "whats how when where which who why whether any")
+_FILLERS, _QUESTION_WORDS = (frozenset(words.split()) for words in (_FILLER_WORDS,
+                                                                    _OPENING_WORDS))
+
+
+def asks_a_question(text: str) -> bool:
+    """A question mark, or a first word past the fillers that opens a question ("um, do
+    you sell phone cases"): speech recognisers often leave the mark out."""
+    if "?" in text:
+        return True
+    words = _WORD.findall(text.lower().replace("’", "'"))
+    first = next((w for w in words if w not in _FILLERS), "")
+    return first in _QUESTION_WORDS
