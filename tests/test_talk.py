@@ -56,7 +56,7 @@ class Room:
         self.hung_up = False
         self._quiet = 0  # speaker samples of silence since the assistant last spoke
         self._replies = 0  # assistant utterances heard (greeting, reply)
-        self._replies_before: int | None = None  # ... when the caller finished speaking
+        self._replies_before: int | None = None  # ... when the caller began to speak
         self._speaking = False
         self._lock = threading.Lock()
 
@@ -79,11 +79,12 @@ class Room:
             quiet_s = self._quiet / self.rate
             if self.spoke_at is None and self._replies >= 1 and quiet_s >= 1.0:
                 self.spoke_at = (self.sent, self.sent + len(self.words))  # after the greeting
+                # Counted now, not when the words run out: a quick reply may start while
+                # the recording's trailing silence is still being played in.
+                self._replies_before = self._replies
             if self.spoke_at is not None and self.sent < self.spoke_at[1]:
                 part = self.words[self.sent - self.spoke_at[0]:][:count]
                 out[:len(part)] = part
-            elif self.spoke_at is not None and self._replies_before is None:
-                self._replies_before = self._replies
             elif (self._replies_before is not None and not self.hung_up
                   and self._replies > self._replies_before
                   and quiet_s >= self.hang_up_after_s):
