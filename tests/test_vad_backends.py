@@ -105,7 +105,10 @@ def test_a_live_call_with_silero_hears_the_caller_and_answers(config, assistant)
         return resample(np.concatenate(list(voice.synthesize(text))), voice.sample_rate, RATE)
 
     config.vad.backend = "silero"
-    script = CallerScript([CallerTurn(say("Hi, my internet has been down since this morning."))])
+    # Not "my internet has been down": tiny.en hears this voice's "down" as "done", which
+    # the classifier doubts (0.24), and the caller is asked again instead.
+    script = CallerScript([CallerTurn(say("Hi, my internet has stopped working since this "
+                                          "morning."))])
 
     async def go():
         service = CallService(config, assistant)
@@ -119,8 +122,6 @@ def test_a_live_call_with_silero_hears_the_caller_and_answers(config, assistant)
     turns = [t for t in outcome.turns if t.transcript]
     assert [t.intent for t in turns] == ["report_outage"]  # one turn: no pause split it
     assert "internet" in turns[0].transcript.lower()
-    # What the reply says is the recogniser's business (tiny.en hears this voice's "down"
-    # as "done", which the classifier may doubt); the loop's is that it is said in full.
-    assert turns[0].reply and turns[0].heard == turns[0].reply
+    assert turns[0].heard == turns[0].reply and "address" in turns[0].reply
     assert 0 < turns[0].latency_ms["endpoint_ms"] < 1500
     assert outcome.barge_ins == 0
