@@ -474,8 +474,6 @@ def test_a_doubted_off_topic_question_the_pack_cannot_answer_is_offered_a_person
     assert "catch" in unclear.reply and "colleague" not in unclear.reply, unclear
 
 
-
-
 @pytest.mark.parametrize("text, question", [
     ("Do you offer travel insurance?", True),
     ("um so do you sell phone cases", True),
