@@ -17,14 +17,13 @@ depend only on the files and the worker count, so Ray and local batches give
 the same text; a file's words can differ slightly with its neighbours, as
 Whisper hears each window as one stretch of audio.
 
-A mono recording longer than ``LONG_FORM_S`` is not packed: it fills
-windows by itself, and cutting it into 30-s pieces at pauses cost words and
-time. It is read in blocks of a few minutes (cut at a pause, so memory stays
-bounded) and each block's speech, long silences shortened, goes through the
-backend's own long-form ``transcribe`` (``LongFormDecoder``): the same text as
-the backend on the whole file when the recording has no long silences. A
-worker with several threads holds as many single-threaded model workers and
-decodes a block in as many parts at once, cut at pauses.
+A mono recording longer than ``LONG_FORM_S`` is not packed: one speaker's
+talk fills windows by itself, and packed windows of it lost words. It is read
+in blocks of a few minutes (cut at a pause, so memory stays bounded) and each
+block's speech, long silences shortened, is cut at its pauses into pieces of
+about 13 s, each heard through a shorter encoder window; a worker with several
+threads holds as many single-threaded model workers and decodes that many
+pieces at once (``asr.long_form``).
 
 A two-channel call recording is packed however long it is: each channel is
 one side's turns, separate utterances with the other side's turns between
@@ -52,7 +51,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from multiprocessing import get_context
@@ -63,11 +62,12 @@ import numpy as np
 
 from asr.audio import SPEECH_RATE, Audio
 from asr.formats import RENDERERS, CallTranscript, SpeakerSegment, SpokenWord
+from asr.long_form import LongFormDecoder, speech_regions
 from asr.packing import PackedDecoder, Piece
 from asr.telephony import CallRecording, speaker_labels
 from asr.transcriber import Transcriber
-from asr.transcript import Segment, Transcript, Word
-from voice.vad import VoiceActivityDetector, create_vad, split_turns
+from asr.transcript import Transcript
+from voice.vad import VoiceActivityDetector, create_vad
 from voicedesk.config import Config, VadConfig
 from voicedesk.errors import VoicedeskError
 
@@ -76,20 +76,16 @@ if TYPE_CHECKING:
 
 MAX_CHUNK_S = 30.0  # Whisper's window: longer input is cut blindly by the model itself
 MIN_CUT_S = 10.0  # a forced cut looks for a pause only past this point, so chunks stay long
-MERGE_GAP_S = 2.0  # speech closer than this is transcribed together, for context
-REGION_PAD_S = 0.3  # lead-in beyond the endpointer's padding: without it Whisper can clip a word
 # Files transcribed together share windows; a group ends after about this much audio, so a
 # worker's results come back every few minutes and a crash loses little.
 GROUP_AUDIO_S = 300.0
-# A recording longer than this is decoded on its own, as Whisper's long-form seek loop over
-# blocks of its speech (``LongFormDecoder``): packing gains nothing once a recording fills
-# windows by itself, and cutting it into 30-s pieces at pauses cost words (measured: 4.29 %
-# WER against 3.81 % for the seek loop on 98 s of joined dev recordings) and time.
+# A mono recording longer than this is decoded on its own, in short pieces of its speech
+# (``LongFormDecoder``): packing gains nothing once a recording fills windows by itself, and
+# packed 30-s windows of one speaker's talk lost words (6.66 % WER against 5.47 % for the
+# seek loop this then had, on the joined dev recordings).
 LONG_FORM_S = 60.0
 LONG_BLOCK_S = 300.0  # a long recording is read and decoded in blocks this long: bounded memory
 LONG_MIN_BLOCK_S = 240.0  # a block is cut at a pause past this point
-LONG_SILENCE_S = 1.0  # longer silence between speech regions is shortened to this
-LONG_MIN_PART_S = 20.0  # a long block is decoded in parts at once only if each is this long
 MAX_DEFAULT_WORKERS = 8  # more cores than this: more threads per worker, not more models
 LEDGER = "transcripts.jsonl"
 ERRORS = "errors.jsonl"
@@ -170,137 +166,6 @@ class PauseChunker:
             return (first + start + length // 2) * frame
         energy = np.convolve(np.square(frames).mean(axis=1), np.ones(5) / 5, mode="same")
         return (first + int(np.argmin(energy))) * frame + frame // 2
-
-
-def speech_regions(audio: Audio, vad_config: VadConfig, gap_s: float = MERGE_GAP_S,
-                   pad_s: float = REGION_PAD_S) -> list[tuple[float, float]]:
-    """Stretches of speech in a chunk, padded, neighbours closer than ``gap_s`` joined."""
-    regions: list[tuple[float, float]] = []
-    for span in split_turns(audio, vad_config):
-        start, end = max(0.0, span.start - pad_s), min(audio.duration, span.end + pad_s)
-        if regions and start - regions[-1][1] < gap_s:
-            regions[-1] = (regions[-1][0], end)
-        else:
-            regions.append((start, end))
-    return regions
-
-
-@dataclass(frozen=True)
-class _Span:
-    at: float  # seconds into the decoded stream
-    source: float  # seconds into the block
-    length: float
-
-
-class LongFormDecoder:
-    """A long recording's block, decoded as Whisper decodes a whole file: one seek loop.
-
-    Only the speech regions are heard (silence cannot turn into words, and a
-    silent stretch costs nothing), but, unlike packing, they follow one
-    another in their own order with at most ``LONG_SILENCE_S`` between them,
-    so Whisper hears one speaker's continuous talk as it would in the file,
-    and its seek loop, not a pause detector, decides where each 30-s window
-    ends. Each word's time is mapped back to the block's clock.
-    """
-
-    def __init__(self, transcriber: Transcriber, vad_config: VadConfig,
-                 silence_s: float = LONG_SILENCE_S) -> None:
-        self.transcriber = transcriber
-        self.vad_config = vad_config
-        self.silence_s = silence_s
-        # a backend serving several calls at once gets a block in as many parts at once
-        self.parts = max(1, int(getattr(transcriber, "replicas", 1)))
-
-    def decode(self, samples: np.ndarray) -> Transcript:
-        """The block's transcript, on the block's clock.
-
-        With a backend that serves several calls at once (``replicas``), the
-        block is cut at the pauses nearest to equal parts and the parts are
-        decoded at the same time, each by a single-threaded model worker: one
-        long recording then keeps every core of its worker busy, and a
-        single-threaded worker decodes more per core than one with more threads.
-        """
-        audio = Audio(samples, SPEECH_RATE)
-        bounds = [0, *self._cuts(audio), len(samples)]
-        if len(bounds) == 2:
-            return self._decode(samples)
-        with ThreadPoolExecutor(len(bounds) - 1) as pool:
-            parts = list(pool.map(self._decode, [samples[a:b] for a, b
-                                                 in zip(bounds, bounds[1:], strict=False)]))
-        segments: list[Segment] = []
-        for start, part in zip(bounds, parts, strict=False):
-            segments.extend(_shifted(seg, start / SPEECH_RATE) for seg in part.segments)
-        language = next((p.language for p in parts if p.segments), parts[0].language)
-        return Transcript(tuple(segments), language, audio.duration)
-
-    def _cuts(self, audio: Audio) -> list[int]:
-        """Sample indices that cut the block into ``parts`` about equal parts, each in the
-        middle of a pause between turns; none where the parts would be too short."""
-        if self.parts == 1 or audio.duration < self.parts * LONG_MIN_PART_S:
-            return []
-        spans = split_turns(audio, self.vad_config)
-        pauses = [(a.end + b.start) / 2 for a, b in zip(spans, spans[1:], strict=False)]
-        cuts: list[float] = []
-        for k in range(1, self.parts):
-            target = k * audio.duration / self.parts
-            fits = [p for p in pauses if p - (cuts[-1] if cuts else 0.0) >= LONG_MIN_PART_S
-                    and audio.duration - p >= LONG_MIN_PART_S]
-            if fits:
-                cuts.append(min(fits, key=lambda p: abs(p - target)))
-        return sorted({round(c * SPEECH_RATE) for c in cuts})
-
-    def _decode(self, samples: np.ndarray) -> Transcript:
-        audio = Audio(samples, SPEECH_RATE)
-        regions = speech_regions(audio, self.vad_config)
-        if not regions:
-            return Transcript((), "", audio.duration)
-        # A short lead-in or tail is kept as it is: Whisper's windows then fall where they
-        # fall in the file, and a recording without long silences is decoded as one file.
-        if regions[0][0] <= self.silence_s:
-            regions[0] = (0.0, regions[0][1])
-        if audio.duration - regions[-1][1] <= self.silence_s:
-            regions[-1] = (regions[-1][0], audio.duration)
-        parts: list[np.ndarray] = []
-        spans: list[_Span] = []
-        at = 0.0
-        for start, end in regions:
-            if spans:
-                gap = min(self.silence_s, start - (spans[-1].source + spans[-1].length))
-                parts.append(np.zeros(round(gap * SPEECH_RATE), np.float32))
-                at += len(parts[-1]) / SPEECH_RATE
-            part = audio.slice(start, end)
-            spans.append(_Span(at, start, len(part) / SPEECH_RATE))
-            parts.append(part.astype(np.float32, copy=False))
-            at += len(part) / SPEECH_RATE
-        heard = self.transcriber.transcribe(np.concatenate(parts))
-        segments = []
-        for seg in heard.segments:
-            words = tuple(Word(_back(spans, w.start), _back(spans, w.end), w.text,
-                               w.probability) for w in seg.words)
-            start = words[0].start if words else _back(spans, seg.start)
-            end = words[-1].end if words else _back(spans, seg.end)
-            segments.append(Segment(start, max(start, end), seg.text, words, seg.avg_logprob,
-                                    seg.no_speech_prob))
-        return Transcript(tuple(segments), heard.language, audio.duration)
-
-
-def _shifted(segment: Segment, offset: float) -> Segment:
-    words = tuple(Word(w.start + offset, w.end + offset, w.text, w.probability)
-                  for w in segment.words)
-    return Segment(segment.start + offset, segment.end + offset, segment.text, words,
-                   segment.avg_logprob, segment.no_speech_prob)
-
-
-def _back(spans: Sequence[_Span], t: float) -> float:
-    """A time in the decoded stream on the block's clock; in a shortened silence, the
-    nearer edge of the speech around it."""
-    index = max(0, next((i for i, s in enumerate(spans) if s.at > t), len(spans)) - 1)
-    span = spans[index]
-    if t <= span.at + span.length or index + 1 == len(spans):
-        return span.source + min(max(t - span.at, 0.0), span.length)
-    after = spans[index + 1]
-    return (span.source + span.length if t - span.at - span.length < after.at - t
-            else after.source)
 
 
 def _speaker_segments(piece: Piece, transcript: Transcript, speaker: str,
@@ -429,7 +294,7 @@ def transcribe_recordings(paths: Sequence[str | Path], transcriber: Transcriber,
     recording is yielded as soon as its last piece is back, with the seconds
     spent on it (its reading, and its share of each window by duration).
     A recording longer than ``LONG_FORM_S`` is decoded on its own, block by
-    block, by Whisper's seek loop (``LongFormDecoder``), as it is read.
+    block, in short pieces of its speech (``LongFormDecoder``), as it is read.
     A recording that cannot be read is yielded with the error, and the rest go
     on. A stereo file whose two channels are the same signal is one speaker
     saved twice, and is transcribed once.
@@ -561,8 +426,8 @@ class RecordingTranscriber:
         models = ModelStore(config.models_dir)
         self.config = config
         # A worker with several threads runs as many single-threaded model workers, which
-        # decode more per core (benchmarks/README.md); a long recording's blocks are
-        # decoded in that many parts at once (``LongFormDecoder``).
+        # decode more per core (benchmarks/README.md); a long recording's pieces are
+        # decoded that many at once (``LongFormDecoder``).
         threads = config.asr.threads
         replicas = threads if threads > 1 and config.asr.backend == "faster-whisper" else 1
         self.transcriber = create_transcriber(

@@ -267,8 +267,8 @@ class FasterWhisperTranscriber:
         ``asr.language`` set): only then may recordings share a window."""
         return self._english_only or bool(self.config.language)
 
-    def transcribe_window(self, samples: np.ndarray, starts: Sequence[float] = ()
-                          ) -> tuple[Transcript, float]:
+    def transcribe_window(self, samples: np.ndarray, starts: Sequence[float] = (),
+                          short: bool = False) -> tuple[Transcript, float]:
         """At most 30 s decoded with one encoder pass, and greedy decoder passes over it.
 
         Returns the transcript and the time up to which it is complete. Whisper
@@ -286,6 +286,8 @@ class FasterWhisperTranscriber:
         pass cannot do (beam search, a window over 30 s, a language to detect).
         A window of several utterances whose first pass is unreliable comes back
         empty and complete up to 0 s: its utterances are each decoded alone.
+        ``short``: the encoder looks at the audio plus 2 s, at least ``asr.context_s``,
+        not all 30 s (``asr/encoder_context.py``).
         """
         from faster_whisper.audio import pad_or_trim
         from faster_whisper.tokenizer import Tokenizer
@@ -299,7 +301,8 @@ class FasterWhisperTranscriber:
         features = model.feature_extractor(samples)
         frames = min(features.shape[-1] - 1, model.feature_extractor.nb_max_frames)
         duration = len(samples) / 16_000
-        encoded = model.encode(pad_or_trim(features[:, :frames]))
+        encoded = model.encode(pad_or_trim(features[:, :frames]),
+                               self.config.context_s if short else 30.0)
         language = "en" if self._english_only else self.config.language
         tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual,
                               task="transcribe", language=language)

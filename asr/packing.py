@@ -88,10 +88,11 @@ class Window:
 class WindowTranscriber(Protocol):
     """A backend that can decode one packed window with one encoder pass (faster-whisper)."""
 
-    def transcribe_window(self, samples: np.ndarray, starts: Sequence[float] = ()
-                          ) -> tuple[Transcript, float]:
+    def transcribe_window(self, samples: np.ndarray, starts: Sequence[float] = (),
+                          short: bool = False) -> tuple[Transcript, float]:
         """The transcript, and the time up to which it is complete; ``starts`` are the
-        times where the packed pieces begin."""
+        times where the packed pieces begin; ``short``: a shorter encoder window where
+        the backend has one (faster-whisper's ``asr.context_s``)."""
         ...
 
 

@@ -491,7 +491,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                         summarise(long, "faster-whisper-batched"),
                                         summarise(long, "faster-whisper",
                                                   "faster-whisper file by file")]
-                                 + [summarise(long, "faster-whisper", FULL_WINDOW)] * bool(window)))
+                                 + ([summarise(long, "faster-whisper", FULL_WINDOW)]
+                                    if window else [])))
         if args.stereo_calls:
             with tempfile.TemporaryDirectory() as folder:
                 orders = [[stereo_call(recordings, Path(folder), k)] for k in range(repetitions)]

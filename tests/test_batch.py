@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import shutil
 import time
@@ -18,7 +19,9 @@ import soundfile as sf
 from asr import batch
 from asr.audio import load_audio, resample
 from asr.batch import LEDGER, PauseChunker, plan_groups, plan_workers, transcribe_recordings
+from asr.evaluation import WordErrors, normalize, word_errors
 from asr.formats import CallTranscript
+from asr.long_form import PIECE_S, LongFormDecoder, cut_at_pauses
 from asr.packing import PackedDecoder, Piece, Placement, pack, split_window
 from asr.telephony import CallRecording
 from asr.transcriber import Transcriber, create_transcriber
@@ -598,9 +601,9 @@ def joined_dev(tmp_path_factory: pytest.TempPathFactory
 
 def test_a_long_recording_is_decoded_as_one_file_no_worse_than_file_by_file(
         transcriber: Transcriber, joined_dev: tuple) -> None:
-    """The joined dev recordings take the long-form route: no pieces cut at pauses, and
-    a WER no worse than decoding each file alone or the whole file at once; every
-    file's words come back on the joined file's clock, inside its stretch."""
+    """The joined dev recordings take the long-form route (short pieces cut at pauses,
+    not packed), with a WER no worse than decoding each file alone; every file's words
+    come back on the joined file's clock, inside its stretch."""
     truth = references()
     listed, parts, spans, joined = joined_dev
     at = spans[-1][1] + 0.5
@@ -610,8 +613,6 @@ def test_a_long_recording_is_decoded_as_one_file_no_worse_than_file_by_file(
     reference = " ".join(truth[path.stem] for path in listed)
     alone = [transcriber.transcribe(samples).text for samples in parts]
     assert wer(reference, result.text) <= wer(reference, " ".join(alone)), result.text
-    whole = transcriber.transcribe(load_audio(joined).samples).text  # cut at pauses: worse
-    assert wer(reference, result.text) <= wer(reference, whole), (result.text, whole)
     words = [w for segment in result.segments for w in segment.words]
     assert [w.start for w in words] == sorted(w.start for w in words)
     assert words[0].start >= 0 and words[-1].end <= result.duration + 0.01
@@ -623,52 +624,88 @@ def test_a_long_recording_is_decoded_as_one_file_no_worse_than_file_by_file(
     assert wer(reference, " ".join(heard)) <= wer(reference, " ".join(alone))
 
 
+def test_a_long_recording_is_heard_no_worse_than_by_whispers_seek_loop_over_the_whole(
+        transcriber: Transcriber, joined_dev: tuple) -> None:
+    """Pooled over seven orderings of the joined dev recordings, scored as ``voicedesk
+    asr eval`` scores: where Whisper's 30-s windows fall moves one ordering's WER by
+    several points either way (3.8-18.6 % for the seek loop), so one ordering cannot
+    say which way is better."""
+    truth = references()
+    listed, parts, _, _ = joined_dev
+    decoder = LongFormDecoder(transcriber, VadConfig())
+    gap = np.zeros(16_000, np.float32)
+    said, pieces, seek_loop = [], [], []
+    for order in range(7):
+        files = list(zip(listed, parts, strict=True))
+        random.Random(order).shuffle(files)
+        audio = np.concatenate([part for _, samples in files for part in (samples, gap)])
+        said.append(" ".join(truth[path.stem] for path, _ in files))
+        pieces.append(decoder.decode(audio).text)
+        seek_loop.append(transcriber.transcribe(audio).text)
+    def pooled(heard: list[str]) -> float:  # the product's WER: Whisper's normaliser
+        return sum((word_errors(normalize(r), normalize(h)) for r, h in zip(said, heard,
+                                                                           strict=True)),
+                   WordErrors(0, 0, 0, 0)).wer
+
+    assert pooled(pieces) <= pooled(seek_loop), (pooled(pieces), pooled(seek_loop), pieces)
+
+
 def test_long_silences_are_shortened_for_whisper_and_words_keep_the_files_clock(
         transcriber: Transcriber) -> None:
     first = load_audio(DEV / "whisper_jfk" / "jfk.flac").samples
     second = load_audio(DEV / "pocketsphinx" / "goforward.wav").samples
     resumes = (len(first) + 8 * 16_000) / 16_000  # 8 s of silence: Whisper hears 1 s of it
     audio = np.concatenate([first, np.zeros(8 * 16_000, np.float32), second])
-    heard = batch.LongFormDecoder(transcriber, VadConfig()).decode(audio)
+    heard = LongFormDecoder(transcriber, VadConfig()).decode(audio)
     words = [w for segment in heard.segments for w in segment.words]
     late = [w for w in words if "forward" in w.text.lower()]
     assert late and all(resumes - 0.5 <= w.start <= heard.duration for w in late), words
     assert all(w.end <= len(first) / 16_000 + 0.5 for w in words if "americans" in w.text.lower())
 
 
-def test_a_long_block_is_decoded_in_parts_at_once_by_a_backend_with_replicas(
+def test_pieces_are_cut_at_pauses_and_no_longer_than_asked_where_the_pauses_allow() -> None:
+    utterances = [(0.2, 4.0), (5.0, 9.0), (10.0, 12.5), (13.5, 30.0), (31.0, 33.0)]
+    bounds = cut_at_pauses(utterances, 34.0, 13.0)
+    assert bounds[0] == 0.0 and bounds[-1] == 34.0 and bounds == sorted(bounds)
+    assert bounds == [0.0, 13.0, 30.5, 34.0]  # each cut in a pause's middle
+    assert cut_at_pauses([(0.0, 5.0)], 6.0, 13.0) == [0.0, 6.0]  # nowhere to cut
+    assert cut_at_pauses([], 3.0, 13.0) == [0.0, 3.0]
+
+
+def test_a_long_block_is_decoded_in_short_pieces_two_at_once_by_a_backend_with_replicas(
         models_dir: Path, joined_dev: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Two single-threaded model workers take the two halves of a long block, cut in a
-    pause, at the same time; each file's words still come back inside its stretch."""
+    """Two single-threaded model workers take the pieces of a long block, cut in pauses,
+    two at a time, each through the short encoder window; each file's words still come
+    back inside its stretch, and no worse than the file decoded alone."""
     listed, parts, spans, joined = joined_dev
     transcriber = create_transcriber(AsrConfig(threads=1), ModelStore(models_dir), replicas=2)
-    calls: list[tuple[float, float, float]] = []  # (audio seconds, began, ended)
-    transcribe = transcriber.transcribe
+    calls: list[tuple[float, float, float, bool]] = []  # (audio s, began, ended, short)
+    window = transcriber.transcribe_window  # type: ignore[attr-defined]
 
-    def timed(samples: np.ndarray, *args: Any, **kwargs: Any) -> Transcript:
+    def timed(samples: np.ndarray, *args: Any, **kwargs: Any) -> tuple[Transcript, float]:
         began = time.perf_counter()
-        heard = transcribe(samples, *args, **kwargs)
-        calls.append((len(samples) / 16_000, began, time.perf_counter()))
+        heard = window(samples, *args, **kwargs)
+        calls.append((len(samples) / 16_000, began, time.perf_counter(),
+                      kwargs.get("short", False)))
         return heard
 
-    monkeypatch.setattr(transcriber, "transcribe", timed)
+    monkeypatch.setattr(transcriber, "transcribe_window", timed)
     audio = load_audio(joined).samples
-    decoder = batch.LongFormDecoder(transcriber, VadConfig())
-    [cut] = decoder._cuts(load_audio(joined))
-    assert any(end - 0.5 <= cut / 16_000 <= end + 0.5 for _, end in spans)  # in a gap
-    assert abs(cut / 16_000 - len(audio) / 32_000) < 10  # near the middle
-    heard = decoder.decode(audio)
-    assert len(calls) == 2 and max(c[1] for c in calls) < min(c[2] for c in calls)  # at once
-    assert sum(c[0] for c in calls) <= len(audio) / 16_000 + 0.01  # no audio twice
+    heard = LongFormDecoder(transcriber, VadConfig()).decode(audio)
+    assert len(calls) >= len(audio) / 16_000 / PIECE_S and all(c[3] for c in calls)
+    firsts = [c for c in calls if c[0] <= PIECE_S + 1.0]
+    assert len(firsts) >= len(calls) - 2  # pieces of at most 13 s, but for a rest or two
+    overlapping = sum(1 for a, b in zip(calls, calls[1:], strict=False) if b[1] < a[2])
+    assert overlapping >= 1, calls  # a piece began before the one before it ended
     words = [w for segment in heard.segments for w in segment.words]
     assert [w.start for w in words] == sorted(w.start for w in words)
     truth = references()
-    alone = [transcribe(samples).text for samples in parts]
+    alone = [transcriber.transcribe(samples).text for samples in parts]
     for path, own, (start, end) in zip(listed, alone, spans, strict=True):
         text = " ".join(w.text for w in words if start <= (w.start + w.end) / 2 < end)
         assert wer(truth[path.stem], text) <= wer(truth[path.stem], own) + 0.5, (path, text)
     reference = " ".join(truth[path.stem] for path in listed)
-    assert wer(reference, heard.text) <= wer(reference, " ".join(alone)) + 0.05, heard.text
+    assert wer(reference, heard.text) <= wer(reference, " ".join(alone)) + 0.02, heard.text
 
 
 # ---- several windows at once ------------------------------------------------------------
@@ -753,7 +790,7 @@ def test_a_long_two_channel_call_is_packed_turn_by_turn_on_each_channel(
     def no_seek_loop(*_: Any) -> Transcript:
         raise AssertionError("a two-channel call took the long-form route")
 
-    monkeypatch.setattr(batch.LongFormDecoder, "decode", no_seek_loop)
+    monkeypatch.setattr(LongFormDecoder, "decode", no_seek_loop)
     [(_, result, _)] = list(transcribe_recordings([path], two_workers, VadConfig()))
     assert isinstance(result, CallTranscript), result
     truth = references()

@@ -1,0 +1,204 @@
+"""A long mono recording's block, decoded in short pieces cut at its pauses.
+
+Only the speech is heard: the voice activity detector's regions follow one
+another in their own order with at most ``LONG_SILENCE_S`` of silence between
+them (silence costs nothing and cannot turn into words), and each word's time
+is mapped back to the block's clock.
+
+That stream is cut at the pauses between utterances into pieces of at most
+``PIECE_S``. Whisper's encoder then looks at each piece plus 2 s, at least
+``asr.context_s`` (15 s: ``asr/encoder_context.py``), instead of 30 s: a
+15-s window costs about a third of a 30-s one on one thread (its attention is
+quadratic), and on the dev recordings it hears the same words. Each piece is
+one encoder pass; where the decoder stops at the start of an utterance it
+goes on over the same encoder output (``transcribe_window``), and what it
+leaves inside an utterance is decoded from there. A backend with several
+single-threaded model workers (``replicas``) decodes that many pieces at once,
+so one recording keeps every core busy. Whisper's own seek loop over the
+whole stream, which this replaced, took 1.2-1.3 times as long on the joined
+dev recordings, for a higher WER (``benchmarks/README.md``). A backend that
+cannot decode a window on its own (openai-whisper, transformers) still gets
+the seek loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from asr.audio import SPEECH_RATE, Audio
+from asr.packing import MIN_PART_S, WindowTranscriber
+from asr.transcriber import Transcriber
+from asr.transcript import Segment, Transcript, Word
+from voice.vad import SpeechSpan, split_turns
+from voicedesk.config import VadConfig
+
+MERGE_GAP_S = 2.0  # speech closer than this is transcribed together, for context
+REGION_PAD_S = 0.3  # lead-in beyond the endpointer's padding: without it Whisper can clip a word
+LONG_SILENCE_S = 1.0  # longer silence between speech regions is shortened to this
+# A piece's audio at most: with the encoder's 2-s margin it fills the 15-s window. Longer
+# pieces (20 s, 28 s) were no faster and lost words (benchmarks/README.md).
+PIECE_S = 13.0
+
+
+def speech_regions(audio: Audio, vad_config: VadConfig, gap_s: float = MERGE_GAP_S,
+                   pad_s: float = REGION_PAD_S,
+                   turns: Sequence[SpeechSpan] | None = None) -> list[tuple[float, float]]:
+    """Stretches of speech in a chunk, padded, neighbours closer than ``gap_s`` joined
+    (``turns``: the chunk's ``split_turns``, where the caller has them already)."""
+    regions: list[tuple[float, float]] = []
+    for span in split_turns(audio, vad_config) if turns is None else turns:
+        start, end = max(0.0, span.start - pad_s), min(audio.duration, span.end + pad_s)
+        if regions and start - regions[-1][1] < gap_s:
+            regions[-1] = (regions[-1][0], end)
+        else:
+            regions.append((start, end))
+    return regions
+
+
+@dataclass(frozen=True)
+class _Span:
+    at: float  # seconds into the decoded stream
+    source: float  # seconds into the block
+    length: float
+
+
+class LongFormDecoder:
+    """A long recording's block: its speech, silences shortened, decoded piece by piece."""
+
+    def __init__(self, transcriber: Transcriber, vad_config: VadConfig,
+                 silence_s: float = LONG_SILENCE_S, piece_s: float = PIECE_S) -> None:
+        self.transcriber = transcriber
+        self.vad_config = vad_config
+        self.silence_s = silence_s
+        self.piece_s = piece_s
+        # a backend serving several calls at once decodes that many pieces at once
+        self.lanes = max(1, int(getattr(transcriber, "replicas", 1)))
+
+    def decode(self, samples: np.ndarray) -> Transcript:
+        """The block's transcript, on the block's clock."""
+        audio = Audio(samples, SPEECH_RATE)
+        turns = split_turns(audio, self.vad_config)
+        regions = speech_regions(audio, self.vad_config, turns=turns)
+        if not regions:
+            return Transcript((), "", audio.duration)
+        stream, spans = self._stream(audio, regions)
+        windows = isinstance(self.transcriber, WindowTranscriber) and bool(
+            getattr(self.transcriber, "one_language", False))
+        if windows:
+            heard = self._pieces(stream, [(_forward(spans, max(0.0, t.start - REGION_PAD_S)),
+                                           _forward(spans, t.end)) for t in turns])
+        else:
+            heard = self.transcriber.transcribe(stream)  # Whisper's seek loop, any length
+        segments = []
+        for seg in heard.segments:
+            words = tuple(Word(_back(spans, w.start), _back(spans, w.end), w.text,
+                               w.probability) for w in seg.words)
+            start = words[0].start if words else _back(spans, seg.start)
+            end = words[-1].end if words else _back(spans, seg.end)
+            segments.append(Segment(start, max(start, end), seg.text, words, seg.avg_logprob,
+                                    seg.no_speech_prob))
+        return Transcript(tuple(segments), heard.language, audio.duration)
+
+    def _stream(self, audio: Audio, regions: list[tuple[float, float]]
+                ) -> tuple[np.ndarray, list[_Span]]:
+        """The regions one after another, silences between them shortened; where each lies."""
+        # A short lead-in or tail is kept as it is: a recording without long silences is
+        # heard as it is in the file.
+        if regions[0][0] <= self.silence_s:
+            regions[0] = (0.0, regions[0][1])
+        if audio.duration - regions[-1][1] <= self.silence_s:
+            regions[-1] = (regions[-1][0], audio.duration)
+        parts: list[np.ndarray] = []
+        spans: list[_Span] = []
+        at = 0.0
+        for start, end in regions:
+            if spans:
+                gap = min(self.silence_s, start - (spans[-1].source + spans[-1].length))
+                parts.append(np.zeros(round(gap * SPEECH_RATE), np.float32))
+                at += len(parts[-1]) / SPEECH_RATE
+            part = audio.slice(start, end)
+            spans.append(_Span(at, start, len(part) / SPEECH_RATE))
+            parts.append(part.astype(np.float32, copy=False))
+            at += len(part) / SPEECH_RATE
+        return np.concatenate(parts), spans
+
+    def _pieces(self, stream: np.ndarray, utterances: list[tuple[float, float]]
+                ) -> Transcript:
+        """The stream cut into pieces at the pauses, decoded ``lanes`` at a time."""
+        duration = len(stream) / SPEECH_RATE
+        bounds = cut_at_pauses(utterances, duration, self.piece_s)
+        pieces = [(stream[round(a * SPEECH_RATE):round(b * SPEECH_RATE)],
+                   [s - a for s, _ in utterances if a <= s < b]) for a, b in
+                  zip(bounds, bounds[1:], strict=False)]
+        with ThreadPoolExecutor(min(self.lanes, len(pieces))) as pool:
+            heard = list(pool.map(lambda piece: self._piece(*piece), pieces))
+        segments = [_shifted(seg, start) for start, part in zip(bounds, heard, strict=False)
+                    for seg in part.segments]
+        language = next((p.language for p in heard if p.segments), heard[0].language)
+        return Transcript(tuple(segments), language, duration)
+
+    def _piece(self, samples: np.ndarray, starts: list[float]) -> Transcript:
+        """One piece: a pass over a short window, and again from where it stopped inside an
+        utterance; what no pass finishes goes through Whisper's seek loop."""
+        window = self.transcriber
+        assert isinstance(window, WindowTranscriber)
+        duration = len(samples) / SPEECH_RATE
+        segments: list[Segment] = []
+        language = ""
+        done = 0.0
+        while duration - done >= MIN_PART_S:
+            rest = samples[round(done * SPEECH_RATE):]
+            heard, complete = window.transcribe_window(
+                rest, [s - done for s in starts if s >= done], short=True)
+            if complete < MIN_PART_S:  # nothing whole (an unreliable pass): the seek loop
+                heard, complete = self.transcriber.transcribe(rest), duration - done
+            segments.extend(_shifted(seg, done) for seg in heard.segments)
+            language = language or (heard.language if heard.segments else "")
+            done += complete
+        return Transcript(tuple(segments), language, duration)
+
+
+def cut_at_pauses(utterances: Sequence[tuple[float, float]], duration: float,
+                  longest_s: float) -> list[float]:
+    """Bounds of consecutive pieces covering ``[0, duration]``, each cut in the middle of
+    a pause between utterances and at most ``longest_s`` long where the pauses allow
+    (an utterance longer than that is a piece of its own)."""
+    pauses = [(a_end + b_start) / 2 for (_, a_end), (b_start, _)
+              in zip(utterances, utterances[1:], strict=False) if b_start > a_end]
+    bounds = [0.0]
+    for k, pause in enumerate(pauses):
+        following = pauses[k + 1] if k + 1 < len(pauses) else duration
+        if following - bounds[-1] > longest_s and pause > bounds[-1]:
+            bounds.append(pause)
+    return [*bounds, duration]
+
+
+def _shifted(segment: Segment, offset: float) -> Segment:
+    words = tuple(Word(w.start + offset, w.end + offset, w.text, w.probability)
+                  for w in segment.words)
+    return Segment(segment.start + offset, segment.end + offset, segment.text, words,
+                   segment.avg_logprob, segment.no_speech_prob)
+
+
+def _forward(spans: Sequence[_Span], t: float) -> float:
+    """A time on the block's clock in the decoded stream (in a dropped silence: the end
+    of the speech before it)."""
+    index = max(0, next((i for i, s in enumerate(spans) if s.source > t), len(spans)) - 1)
+    span = spans[index]
+    return span.at + min(max(t - span.source, 0.0), span.length)
+
+
+def _back(spans: Sequence[_Span], t: float) -> float:
+    """A time in the decoded stream on the block's clock; in a shortened silence, the
+    nearer edge of the speech around it."""
+    index = max(0, next((i for i, s in enumerate(spans) if s.at > t), len(spans)) - 1)
+    span = spans[index]
+    if t <= span.at + span.length or index + 1 == len(spans):
+        return span.source + min(max(t - span.at, 0.0), span.length)
+    after = spans[index + 1]
+    return (span.source + span.length if t - span.at - span.length < after.at - t
+            else after.source)
