@@ -6,30 +6,25 @@ however long the call. Whisper only hears the stretches the voice activity
 detector calls speech: a silent channel costs nothing, and silence or line
 noise cannot be turned into invented words.
 
-Whisper encodes 30 s of audio whatever it is given, so the speech regions of
-several files are packed into shared windows (``asr.packing``) and each
-word is sent back to its file by its time: a batch of short calls costs a
-few encoder passes instead of one per call. The files are cut into runs of
-neighbours (``plan_groups``), decoded together by one worker; runs are
-spread over worker processes (or Ray actors with ``--ray``), each loading
-the models once, one thread each by default (``plan_workers``). The runs
-depend only on the files and the worker count, so Ray and local batches give
-the same text; a file's words can differ slightly with its neighbours, as
-Whisper hears each window as one stretch of audio.
+Each recording is heard alone, channel by channel (``asr.long_form``): its
+speech, long silences shortened, is cut at its pauses into pieces of about
+13 s, and each piece is one pass of Whisper's encoder over the piece plus
+2 s, at least 15 s (``asr.context_s``), instead of Whisper's 30 s. A long
+recording is read in blocks of a few minutes, cut at a pause, so memory stays
+bounded. A worker with several threads holds as many single-threaded model
+workers and decodes that many pieces at once. The files are cut into runs of
+neighbours (``plan_groups``) spread over worker processes (or Ray actors with
+``--ray``), each loading the models once, one thread each by default
+(``plan_workers``). A file's text depends only on the file, never on the
+files beside it: a rerun, a Ray batch and a local batch give the same text.
 
-A mono recording longer than ``LONG_FORM_S`` is not packed: one speaker's
-talk fills windows by itself, and packed windows of it lost words. It is read
-in blocks of a few minutes (cut at a pause, so memory stays bounded) and each
-block's speech, long silences shortened, is cut at its pauses into pieces of
-about 13 s, each heard through a shorter encoder window; a worker with several
-threads holds as many single-threaded model workers and decodes that many
-pieces at once (``asr.long_form``).
-
-A two-channel call recording is packed however long it is: each channel is
-one side's turns, separate utterances with the other side's turns between
-them, which is what packing is for (fewer windows than a seek loop over
-each channel, and a lower WER: ``benchmarks/README.md``). A worker with
-several model workers decodes that many packed windows at once.
+``asr.pack`` packs the speech regions of several short files into shared
+30-s windows instead (``asr.packing``), each word sent back to its file by
+its time: about 10 % faster on many short files, but Whisper hears each
+window as one stretch of audio, so a file's words change with its neighbours
+(on the dev files 3.8 % WER in one order, 5.5 % pooled over five, against
+5.2 % heard alone; ``benchmarks/README.md``). A long mono recording is then
+still heard alone; a two-channel call is packed turn by turn.
 
 Results are appended to ``transcripts.jsonl`` as each file finishes; that
 file is also the ledger a rerun reads to skip files already done (same path,
@@ -76,15 +71,15 @@ if TYPE_CHECKING:
 
 MAX_CHUNK_S = 30.0  # Whisper's window: longer input is cut blindly by the model itself
 MIN_CUT_S = 10.0  # a forced cut looks for a pause only past this point, so chunks stay long
-# Files transcribed together share windows; a group ends after about this much audio, so a
-# worker's results come back every few minutes and a crash loses little.
+# A worker takes files in groups of about this much audio (packed, they share windows), so
+# its results come back every few minutes and a crash loses little.
 GROUP_AUDIO_S = 300.0
-# A mono recording longer than this is decoded on its own, in short pieces of its speech
+# With ``asr.pack``, a mono recording longer than this is still heard alone, in short pieces
 # (``LongFormDecoder``): packing gains nothing once a recording fills windows by itself, and
 # packed 30-s windows of one speaker's talk lost words (6.66 % WER against 5.47 % for the
 # seek loop this then had, on the joined dev recordings).
 LONG_FORM_S = 60.0
-LONG_BLOCK_S = 300.0  # a long recording is read and decoded in blocks this long: bounded memory
+LONG_BLOCK_S = 300.0  # a recording heard alone is read and decoded in blocks this long
 LONG_MIN_BLOCK_S = 240.0  # a block is cut at a pause past this point
 MAX_DEFAULT_WORKERS = 8  # more cores than this: more threads per worker, not more models
 LEDGER = "transcripts.jsonl"
@@ -232,8 +227,9 @@ class _OpenRecording:
         self.dual_mono = self.info.channels == 2 and self.recording.channels_identical()
         self.used = [0] if self.dual_mono else list(range(self.info.channels))
         self.labels = speaker_labels(len(self.used))
-        # a channel of a two-sided call is turns, not continuous talk: packed (see above)
-        self.long = self.info.duration > LONG_FORM_S and (len(self.used) == 1 or not packed)
+        # heard alone, in pieces of its own speech; packed, a long mono recording still is
+        # (a channel of a two-sided call is turns, not continuous talk: packed; see above)
+        self.long = not packed or (self.info.duration > LONG_FORM_S and len(self.used) == 1)
         self.chunkers = [PauseChunker(create_vad(vad_config), LONG_BLOCK_S, LONG_MIN_BLOCK_S)
                          if self.long else PauseChunker(create_vad(vad_config))
                          for _ in self.used]
@@ -286,15 +282,15 @@ Finished = tuple[str, "CallTranscript | Exception", float]  # path, result or er
 
 def transcribe_recordings(paths: Sequence[str | Path], transcriber: Transcriber,
                           vad_config: VadConfig, default_language: str = "en",
-                          pack: bool = True) -> Iterator[Finished]:
+                          pack: bool = False) -> Iterator[Finished]:
     """Several recordings, each channel its own speaker, segments in time order.
 
-    Their speech is packed into shared 30-s windows (``asr.packing``), so a
-    batch of short calls costs a few encoder passes instead of one each; a
+    Each is heard alone, block by block, in short pieces of its speech
+    (``LongFormDecoder``), as it is read. With ``pack``, the speech of short
+    recordings is packed into shared 30-s windows instead (``asr.packing``;
+    a mono recording longer than ``LONG_FORM_S`` is still heard alone). A
     recording is yielded as soon as its last piece is back, with the seconds
     spent on it (its reading, and its share of each window by duration).
-    A recording longer than ``LONG_FORM_S`` is decoded on its own, block by
-    block, in short pieces of its speech (``LongFormDecoder``), as it is read.
     A recording that cannot be read is yielded with the error, and the rest go
     on. A stereo file whose two channels are the same signal is one speaker
     saved twice, and is transcribed once.
@@ -316,8 +312,8 @@ def transcribe_recordings(paths: Sequence[str | Path], transcriber: Transcriber,
         def decode(piece: Piece) -> float:
             """Hands a piece on; the seconds it took are charged to the pieces it finished."""
             started = time.perf_counter()
-            pairs = ([(piece, transcriber.transcribe(piece.samples))] if decoder is None
-                     else decoder.add(piece))
+            assert decoder is not None  # only packed recordings are cut into pieces here
+            pairs = decoder.add(piece)
             spent = time.perf_counter() - started
             decoded(pairs, spent)
             return spent
@@ -453,7 +449,7 @@ class RecordingTranscriber:
             if isinstance(stats[path], Exception):
                 yield {"path": path, "error": _one_line(stats[path])}  # type: ignore[arg-type]
         results = transcribe_recordings(readable, self.transcriber, self.config.vad,
-                                        self.config.asr.language or "en")
+                                        self.config.asr.language or "en", self.config.asr.pack)
         pending = set(readable)
         while True:
             try:

@@ -16,13 +16,13 @@ time; 12 s cost two words and 10 s three. So that is the rule here:
 
 Live calls use it for their streaming passes (``quick_pass``), the pause
 pass the endpointer waits for above all (``asr.context_s``; 30 keeps
-Whisper's window). Everything else keeps the full window: a pass for an
-expected answer (account numbers and PINs: on espeak-ng's digits the short
-window looped or dropped a digit, and the scenario suite heard with
-``--audio`` fell from 26 to 23 of 26 calls), whole utterances heard offline,
-and batch transcription, whose packed windows are mostly full anyway (side
-by side there the short window was no faster, 0.94x, and cost four words of
-211: ``benchmarks/asr_batch.py --full-window``).
+Whisper's window), and batch transcription for the pieces of at most 13 s it
+cuts each recording into (``asr/long_form.py``). A pass for an expected
+answer keeps the full window (account numbers and PINs: on espeak-ng's
+digits the short window looped or dropped a digit, and the scenario suite
+heard with ``--audio`` fell from 26 to 23 of 26 calls), and so do whole
+utterances heard offline and batch windows packed with ``asr.pack`` (mostly
+full anyway: side by side the short window was no faster there, 0.94x).
 """
 
 from __future__ import annotations

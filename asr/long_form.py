@@ -1,4 +1,7 @@
-"""A long mono recording's block, decoded in short pieces cut at its pauses.
+"""A recording heard alone: a block of one channel, decoded in short pieces cut at its pauses.
+
+Batch transcription hears every recording this way by default, a channel and
+a few minutes at a time (``asr.batch``).
 
 Only the speech is heard: the voice activity detector's regions follow one
 another in their own order with at most ``LONG_SILENCE_S`` of silence between
@@ -8,17 +11,16 @@ is mapped back to the block's clock.
 That stream is cut at the pauses between utterances into pieces of at most
 ``PIECE_S``. Whisper's encoder then looks at each piece plus 2 s, at least
 ``asr.context_s`` (15 s: ``asr/encoder_context.py``), instead of 30 s: a
-15-s window costs about a third of a 30-s one on one thread (its attention is
-quadratic), and on the dev recordings it hears the same words. Each piece is
-one encoder pass; where the decoder stops at the start of an utterance it
-goes on over the same encoder output (``transcribe_window``), and what it
-leaves inside an utterance is decoded from there. A backend with several
-single-threaded model workers (``replicas``) decodes that many pieces at once,
-so one recording keeps every core busy. Whisper's own seek loop over the
-whole stream, which this replaced, took 1.2-1.3 times as long on the joined
-dev recordings, for a higher WER (``benchmarks/README.md``). A backend that
-cannot decode a window on its own (openai-whisper, transformers) still gets
-the seek loop.
+15-s window costs about a quarter of a 30-s one on one thread (its attention
+is quadratic), and on the dev recordings it hears the same words. Each piece
+is one encoder pass (``transcribe_window``); what the decoder leaves, where
+it stops early, is decoded from there. A backend with several single-threaded
+model workers (``replicas``) decodes that many pieces at once, so one
+recording keeps every core busy. Whisper's own seek loop over the whole
+stream, which this replaced for long recordings, took 1.45 times as long on
+the joined dev recordings, for a higher WER (``benchmarks/README.md``). A
+backend that cannot decode a window on its own (openai-whisper,
+transformers) still gets the seek loop.
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ class _Span:
 
 
 class LongFormDecoder:
-    """A long recording's block: its speech, silences shortened, decoded piece by piece."""
+    """A recording's block: its speech, silences shortened, decoded piece by piece."""
 
     def __init__(self, transcriber: Transcriber, vad_config: VadConfig,
                  silence_s: float = LONG_SILENCE_S, piece_s: float = PIECE_S) -> None:
@@ -95,8 +97,8 @@ class LongFormDecoder:
             heard = self.transcriber.transcribe(stream)  # Whisper's seek loop, any length
         segments = []
         for seg in heard.segments:
-            words = tuple(Word(_back(spans, w.start), _back(spans, w.end), w.text,
-                               w.probability) for w in seg.words)
+            words = tuple(_in_speech(Word(_back(spans, w.start), _back(spans, w.end), w.text,
+                                          w.probability), turns) for w in seg.words)
             start = words[0].start if words else _back(spans, seg.start)
             end = words[-1].end if words else _back(spans, seg.end)
             segments.append(Segment(start, max(start, end), seg.text, words, seg.avg_logprob,
@@ -131,19 +133,24 @@ class LongFormDecoder:
         """The stream cut into pieces at the pauses, decoded ``lanes`` at a time."""
         duration = len(stream) / SPEECH_RATE
         bounds = cut_at_pauses(utterances, duration, self.piece_s)
-        pieces = [(stream[round(a * SPEECH_RATE):round(b * SPEECH_RATE)],
-                   [s - a for s, _ in utterances if a <= s < b]) for a, b in
-                  zip(bounds, bounds[1:], strict=False)]
+        pieces = [stream[round(a * SPEECH_RATE):round(b * SPEECH_RATE)]
+                  for a, b in zip(bounds, bounds[1:], strict=False)]
         with ThreadPoolExecutor(min(self.lanes, len(pieces))) as pool:
-            heard = list(pool.map(lambda piece: self._piece(*piece), pieces))
+            heard = list(pool.map(self._piece, pieces))
         segments = [_shifted(seg, start) for start, part in zip(bounds, heard, strict=False)
                     for seg in part.segments]
         language = next((p.language for p in heard if p.segments), heard[0].language)
         return Transcript(tuple(segments), language, duration)
 
-    def _piece(self, samples: np.ndarray, starts: list[float]) -> Transcript:
-        """One piece: a pass over a short window, and again from where it stopped inside an
-        utterance; what no pass finishes goes through Whisper's seek loop."""
+    def _piece(self, samples: np.ndarray) -> Transcript:
+        """One piece: a pass over a short window, and again from where it stopped; what no
+        pass finishes goes through Whisper's seek loop.
+
+        The decoder is not restarted at the next utterance on the same encoder output,
+        as packed windows are (``transcribe_window``'s ``starts``): over the short window
+        Whisper's timestamps can run ahead of the speech, and a restart then heard two
+        utterances twice (11 words inserted in one call). Without it the pieces took as
+        long and the WER was lower (6.88 % against 8.06 % on six two-channel calls)."""
         window = self.transcriber
         assert isinstance(window, WindowTranscriber)
         duration = len(samples) / SPEECH_RATE
@@ -152,8 +159,7 @@ class LongFormDecoder:
         done = 0.0
         while duration - done >= MIN_PART_S:
             rest = samples[round(done * SPEECH_RATE):]
-            heard, complete = window.transcribe_window(
-                rest, [s - done for s in starts if s >= done], short=True)
+            heard, complete = window.transcribe_window(rest, short=True)
             if complete < MIN_PART_S:  # nothing whole (an unreliable pass): the seek loop
                 heard, complete = self.transcriber.transcribe(rest), duration - done
             segments.extend(_shifted(seg, done) for seg in heard.segments)
@@ -175,6 +181,17 @@ def cut_at_pauses(utterances: Sequence[tuple[float, float]], duration: float,
         if following - bounds[-1] > longest_s and pause > bounds[-1]:
             bounds.append(pause)
     return [*bounds, duration]
+
+
+def _in_speech(word: Word, turns: Sequence[SpeechSpan]) -> Word:
+    """The word moved inside the speech it was heard in (the last turn that begins before
+    it ends): alignment stretches a first word back to the start of the silence before it
+    (0.0 for speech 0.5 s into a call) and draws a last one into the silence after it."""
+    turn = next((t for t in reversed(turns) if t.start <= word.end), None)
+    if turn is None or turn.start <= word.start and word.end <= turn.end:
+        return word
+    end = min(word.end, turn.end)
+    return Word(min(max(word.start, turn.start), end), end, word.text, word.probability)
 
 
 def _shifted(segment: Segment, offset: float) -> Segment:

@@ -779,28 +779,57 @@ def long_stereo_call(tmp_path_factory: pytest.TempPathFactory
     return path, sides, stretches
 
 
-def test_a_long_two_channel_call_is_packed_turn_by_turn_on_each_channel(
-        two_workers: Transcriber, long_stereo_call: tuple,
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """A stereo call past ``LONG_FORM_S`` is each side's turns: packed, not a seek loop
-    over each channel; every word comes back on its side, inside its turn's stretch."""
+def each_side_heard_in_its_turns(result: CallTranscript | Exception, sides: list[list[Path]],
+                                 stretches: list[list[tuple[float, float]]]) -> None:
+    """Every word on its side, inside one of its turns' stretches; each side's WER bounded."""
+    assert isinstance(result, CallTranscript), result
+    truth = references()
+    for channel, (files, spans) in enumerate(zip(sides, stretches, strict=True)):
+        words = [w for s in result.segments if s.channel == channel for w in s.words]
+        stray = [w for w in words if not any(a <= (w.start + w.end) / 2 <= b for a, b in spans)]
+        assert words and not stray, (channel, stray, spans)
+        reference = " ".join(truth[f.stem] for f in files)
+        said = " ".join(s.text for s in result.segments if s.channel == channel)
+        assert wer(reference, said) <= 0.12, (channel, said)
+
+
+def test_a_long_two_channel_call_is_heard_side_by_side_each_word_in_its_turn(
+        two_workers: Transcriber, long_stereo_call: tuple) -> None:
     path, sides, stretches = long_stereo_call
     assert sf.info(path).duration > batch.LONG_FORM_S
+    [(_, result, _)] = list(transcribe_recordings([path], two_workers, VadConfig()))
+    each_side_heard_in_its_turns(result, sides, stretches)
+
+
+def test_packed_a_long_two_channel_call_is_packed_turn_by_turn_on_each_channel(
+        two_workers: Transcriber, long_stereo_call: tuple,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """With ``asr.pack``, a stereo call past ``LONG_FORM_S`` is each side's turns: packed,
+    not heard alone channel by channel."""
+    path, sides, stretches = long_stereo_call
 
     def no_seek_loop(*_: Any) -> Transcript:
         raise AssertionError("a two-channel call took the long-form route")
 
     monkeypatch.setattr(LongFormDecoder, "decode", no_seek_loop)
-    [(_, result, _)] = list(transcribe_recordings([path], two_workers, VadConfig()))
-    assert isinstance(result, CallTranscript), result
-    truth = references()
-    for channel, (files, spans) in enumerate(zip(sides, stretches, strict=True)):
-        words = [w for s in result.segments if s.channel == channel for w in s.words]
-        assert words and all(any(a <= (w.start + w.end) / 2 <= b for a, b in spans)
-                             for w in words), channel
-        reference = " ".join(truth[f.stem] for f in files)
-        said = " ".join(s.text for s in result.segments if s.channel == channel)
-        assert wer(reference, said) <= 0.12, (channel, said)
+    [(_, result, _)] = list(transcribe_recordings([path], two_workers, VadConfig(), pack=True))
+    each_side_heard_in_its_turns(result, sides, stretches)
+
+
+def test_a_files_text_does_not_depend_on_the_files_beside_it(
+        two_workers: Transcriber, packed_folder: list[Path]) -> None:
+    """Heard alone (the default), each file's transcript is the same whatever the files
+    around it, and whatever their order: a rerun of one file gives the text it had."""
+    def texts(paths: list[Path]) -> dict[str, str]:
+        found = {}
+        for path, result, _ in transcribe_recordings(paths, two_workers, VadConfig()):
+            assert isinstance(result, CallTranscript), result
+            found[Path(path).stem] = result.text
+        return found
+
+    together = texts(packed_folder)
+    assert texts(list(reversed(packed_folder))) == together
+    assert all(texts([path]) == {path.stem: together[path.stem]} for path in packed_folder[:3])
 
 
 def test_identical_recordings_packed_together_each_get_their_own_words_every_time(
@@ -818,7 +847,8 @@ def test_identical_recordings_packed_together_each_get_their_own_words_every_tim
     runs = []
     for _ in range(2):
         texts = {}
-        for path, result, _ in transcribe_recordings(paths, two_workers, VadConfig()):
+        for path, result, _ in transcribe_recordings(paths, two_workers, VadConfig(),
+                                                     pack=True):
             assert isinstance(result, CallTranscript), result
             texts[Path(path).stem] = result.text
         runs.append(texts)
