@@ -32,8 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from asr.audio import SPEECH_RATE, Audio
-from asr.packing import MIN_PART_S, WindowTranscriber
-from asr.transcriber import Transcriber
+from asr.transcriber import Transcriber, WindowTranscriber
 from asr.transcript import Segment, Transcript, Word
 from voice.vad import SpeechSpan, split_turns
 from voicedesk.config import VadConfig
@@ -44,6 +43,9 @@ LONG_SILENCE_S = 1.0  # longer silence between speech regions is shortened to th
 # A piece's audio at most: with the encoder's 2-s margin it fills the 15-s window. Longer
 # pieces (20 s, 28 s) were no faster and lost words (benchmarks/README.md).
 PIECE_S = 13.0
+# Where a pass stops less than this before a piece's end, the rest counts as heard (as the
+# trailing silence it almost always is); a pass that gets less far than this is not trusted.
+MIN_REST_S = 1.0
 
 
 def speech_regions(audio: Audio, vad_config: VadConfig, gap_s: float = MERGE_GAP_S,
@@ -157,10 +159,10 @@ class LongFormDecoder:
         segments: list[Segment] = []
         language = ""
         done = 0.0
-        while duration - done >= MIN_PART_S:
+        while duration - done >= MIN_REST_S:
             rest = samples[round(done * SPEECH_RATE):]
             heard, complete = window.transcribe_window(rest, short=True)
-            if complete < MIN_PART_S:  # nothing whole (an unreliable pass): the seek loop
+            if complete < MIN_REST_S:  # nothing whole (an unreliable pass): the seek loop
                 heard, complete = self.transcriber.transcribe(rest), duration - done
             segments.extend(_shifted(seg, done) for seg in heard.segments)
             language = language or (heard.language if heard.segments else "")

@@ -34,12 +34,11 @@ from collections import deque
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from asr.audio import SPEECH_RATE
-from asr.transcriber import Transcriber
+from asr.transcriber import Transcriber, WindowTranscriber
 from asr.transcript import Segment, Transcript, Word
 
 WINDOW_S = 28.0  # packed content per window: below 30 s so the last words are heard whole
@@ -84,16 +83,6 @@ class Window:
     samples: np.ndarray
 
 
-@runtime_checkable
-class WindowTranscriber(Protocol):
-    """A backend that can decode one packed window with one encoder pass (faster-whisper)."""
-
-    def transcribe_window(self, samples: np.ndarray, starts: Sequence[float] = (),
-                          short: bool = False) -> tuple[Transcript, float]:
-        """The transcript, and the time up to which it is complete; ``starts`` are the
-        times where the packed pieces begin; ``short``: a shorter encoder window where
-        the backend has one (faster-whisper's ``asr.context_s``)."""
-        ...
 
 
 def _owners(words: Sequence[Word], placements: Sequence[Placement],

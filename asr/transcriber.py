@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -53,6 +53,19 @@ class SearchingTranscriber(Protocol):
                           fits: Callable[[str], bool], count: int = 8) -> Transcript | None:
         """The likeliest of up to ``count`` readings of at most 30 s of speech that
         ``fits``, with word times; None if none does."""
+        ...
+
+
+@runtime_checkable
+class WindowTranscriber(Protocol):
+    """A backend that decodes up to 30 s with one encoder pass and says how far it got
+    (faster-whisper): the pieces of a recording heard alone, or a packed window."""
+
+    def transcribe_window(self, samples: np.ndarray, starts: Sequence[float] = (),
+                          short: bool = False) -> tuple[Transcript, float]:
+        """The transcript, and the time up to which it is complete; ``starts`` are the
+        times where the packed pieces begin; ``short``: a shorter encoder window where
+        the backend has one (faster-whisper's ``asr.context_s``)."""
         ...
 
 
