@@ -249,12 +249,15 @@ class _OpenRecording:
                 self.out += len(piece.samples)
                 yield piece
 
-    def decode_long(self, chunks: list[Chunk], index: int, decoder: LongFormDecoder) -> None:
-        """Blocks of a long recording, decoded here and now (see ``LongFormDecoder``)."""
-        for chunk in chunks:
-            whole = Piece((self.index, index), chunk.start, chunk.samples)
+    def decode_long(self, cuts: list[list[Chunk]], decoder: LongFormDecoder) -> None:
+        """Blocks of each channel, decoded here and now, together (``LongFormDecoder``)."""
+        chunks = [(channel, chunk) for channel, cut in enumerate(cuts) for chunk in cut]
+        if not chunks:
+            return
+        heard = decoder.decode_all([chunk.samples for _, chunk in chunks])
+        for (channel, chunk), transcript in zip(chunks, heard, strict=True):
             self.out += len(chunk.samples)
-            self.take(whole, decoder.decode(chunk.samples))
+            self.take(Piece((self.index, channel), chunk.start, chunk.samples), transcript)
 
     def take(self, piece: Piece, transcript: Transcript) -> None:
         self.out -= len(piece.samples)
@@ -318,6 +321,14 @@ def transcribe_recordings(paths: Sequence[str | Path], transcriber: Transcriber,
             decoded(pairs, spent)
             return spent
 
+        def hear(record: _OpenRecording, cuts: list[list[Chunk]]) -> float:
+            """Each channel's newly cut audio heard; the seconds spent on shared windows."""
+            if record.long:
+                record.decode_long(cuts, long_form)
+                return 0.0
+            return sum(decode(piece) for channel, cut in enumerate(cuts)
+                       for piece in record.pieces(cut, channel, vad_config))
+
         def finished() -> Iterator[Finished]:
             for index in [i for i, r in opened.items() if r.read and r.out == 0]:
                 record = opened.pop(index)
@@ -332,19 +343,9 @@ def transcribe_recordings(paths: Sequence[str | Path], transcriber: Transcriber,
                                                             decoder is not None)
                 for block in record.recording.speech_blocks():
                     record.samples += len(block)
-                    for channel, chunker in enumerate(record.chunkers):
-                        cut = chunker.push(block[:, record.used[channel]])
-                        if record.long:
-                            record.decode_long(cut, channel, long_form)
-                            continue
-                        for piece in record.pieces(cut, channel, vad_config):
-                            decoding += decode(piece)
-                for channel, chunker in enumerate(record.chunkers):
-                    if record.long:
-                        record.decode_long(chunker.flush(), channel, long_form)
-                        continue
-                    for piece in record.pieces(chunker.flush(), channel, vad_config):
-                        decoding += decode(piece)
+                    decoding += hear(record, [chunker.push(block[:, channel]) for channel, chunker
+                                              in zip(record.used, record.chunkers, strict=True)])
+                decoding += hear(record, [chunker.flush() for chunker in record.chunkers])
                 record.read = True
             except Exception as exc:  # noqa: BLE001 - reported per file, the others go on
                 if record is not None:

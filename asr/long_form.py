@@ -15,10 +15,10 @@ That stream is cut at the pauses between utterances into pieces of at most
 is quadratic), and on the dev recordings it hears the same words. Each piece
 is one encoder pass (``transcribe_window``); what the decoder leaves, where
 it stops early, is decoded from there. A backend with several single-threaded
-model workers (``replicas``) decodes that many pieces at once, so one
-recording keeps every core busy. Whisper's own seek loop over the whole
-stream, which this replaced for long recordings, took 1.45 times as long on
-the joined dev recordings, for a higher WER (``benchmarks/README.md``). A
+model workers (``replicas``) decodes that many pieces at once, longest first,
+so one recording keeps every core busy to its end. Whisper's own seek loop
+over the whole stream, which this replaced for long recordings, took 1.45
+times as long on the joined dev recordings, for a higher WER (``benchmarks/README.md``). A
 backend that cannot decode a window on its own (openai-whisper,
 transformers) still gets the seek loop.
 """
@@ -70,6 +70,42 @@ class _Span:
     length: float
 
 
+@dataclass(frozen=True)
+class _Block:
+    """A block's speech as Whisper hears it: its regions one after another."""
+
+    duration: float  # of the block
+    turns: Sequence[SpeechSpan]
+    spans: list[_Span]  # where each region lies in the stream; none: no speech
+    stream: np.ndarray
+
+    def silent(self) -> Transcript:
+        return Transcript((), "", self.duration)
+
+    def cut(self, piece_s: float) -> list[tuple[float, np.ndarray]]:
+        """The stream cut at the pauses between utterances: each piece and its start."""
+        if not self.spans:
+            return []
+        utterances = [(_forward(self.spans, max(0.0, t.start - REGION_PAD_S)),
+                       _forward(self.spans, t.end)) for t in self.turns]
+        bounds = cut_at_pauses(utterances, len(self.stream) / SPEECH_RATE, piece_s)
+        return [(a, self.stream[round(a * SPEECH_RATE):round(b * SPEECH_RATE)])
+                for a, b in zip(bounds, bounds[1:], strict=False)]
+
+    def mapped(self, heard: Transcript) -> Transcript:
+        """The stream's transcript on the block's clock, each word inside its speech."""
+        segments = []
+        for seg in heard.segments:
+            words = tuple(_in_speech(Word(_back(self.spans, w.start), _back(self.spans, w.end),
+                                          w.text, w.probability), self.turns)
+                          for w in seg.words)
+            start = words[0].start if words else _back(self.spans, seg.start)
+            end = words[-1].end if words else _back(self.spans, seg.end)
+            segments.append(Segment(start, max(start, end), seg.text, words, seg.avg_logprob,
+                                    seg.no_speech_prob))
+        return Transcript(tuple(segments), heard.language, self.duration)
+
+
 class LongFormDecoder:
     """A recording's block: its speech, silences shortened, decoded piece by piece."""
 
@@ -84,28 +120,32 @@ class LongFormDecoder:
 
     def decode(self, samples: np.ndarray) -> Transcript:
         """The block's transcript, on the block's clock."""
+        return self.decode_all([samples])[0]
+
+    def decode_all(self, blocks: Sequence[np.ndarray]) -> list[Transcript]:
+        """Several blocks (the channels of a call), their pieces decoded together: no lane
+        waits at the end of one channel while pieces of the other are left."""
+        heard_as = [self._speech(samples) for samples in blocks]
+        windows = isinstance(self.transcriber, WindowTranscriber) and bool(
+            getattr(self.transcriber, "one_language", False))
+        if not windows:  # Whisper's seek loop over each block's stream, any length
+            return [speech.mapped(self.transcriber.transcribe(speech.stream)) if speech.spans
+                    else speech.silent() for speech in heard_as]
+        cuts = [speech.cut(self.piece_s) for speech in heard_as]
+        heard = iter(self._decode([piece for pieces in cuts for _, piece in pieces]))
+        return [speech.mapped(_joined([(at, next(heard)) for at, _ in pieces], speech.duration))
+                if speech.spans else speech.silent()
+                for speech, pieces in zip(heard_as, cuts, strict=True)]
+
+    def _speech(self, samples: np.ndarray) -> _Block:
+        """The block's speech, silences shortened (nothing where it has none)."""
         audio = Audio(samples, SPEECH_RATE)
         turns = split_turns(audio, self.vad_config)
         regions = speech_regions(audio, self.vad_config, turns=turns)
         if not regions:
-            return Transcript((), "", audio.duration)
+            return _Block(audio.duration, turns, [], np.zeros(0, np.float32))
         stream, spans = self._stream(audio, regions)
-        windows = isinstance(self.transcriber, WindowTranscriber) and bool(
-            getattr(self.transcriber, "one_language", False))
-        if windows:
-            heard = self._pieces(stream, [(_forward(spans, max(0.0, t.start - REGION_PAD_S)),
-                                           _forward(spans, t.end)) for t in turns])
-        else:
-            heard = self.transcriber.transcribe(stream)  # Whisper's seek loop, any length
-        segments = []
-        for seg in heard.segments:
-            words = tuple(_in_speech(Word(_back(spans, w.start), _back(spans, w.end), w.text,
-                                          w.probability), turns) for w in seg.words)
-            start = words[0].start if words else _back(spans, seg.start)
-            end = words[-1].end if words else _back(spans, seg.end)
-            segments.append(Segment(start, max(start, end), seg.text, words, seg.avg_logprob,
-                                    seg.no_speech_prob))
-        return Transcript(tuple(segments), heard.language, audio.duration)
+        return _Block(audio.duration, turns, spans, stream)
 
     def _stream(self, audio: Audio, regions: list[tuple[float, float]]
                 ) -> tuple[np.ndarray, list[_Span]]:
@@ -130,19 +170,16 @@ class LongFormDecoder:
             at += len(part) / SPEECH_RATE
         return np.concatenate(parts), spans
 
-    def _pieces(self, stream: np.ndarray, utterances: list[tuple[float, float]]
-                ) -> Transcript:
-        """The stream cut into pieces at the pauses, decoded ``lanes`` at a time."""
-        duration = len(stream) / SPEECH_RATE
-        bounds = cut_at_pauses(utterances, duration, self.piece_s)
-        pieces = [stream[round(a * SPEECH_RATE):round(b * SPEECH_RATE)]
-                  for a, b in zip(bounds, bounds[1:], strict=False)]
+    def _decode(self, pieces: Sequence[np.ndarray]) -> list[Transcript]:
+        """Pieces decoded ``lanes`` at a time, longest first: the last to finish is then a
+        short one, and no lane waits long for the other (1.59 s against 1.75 s on the
+        joined dev recordings, benchmarks/README.md)."""
+        if not pieces:
+            return []
         with ThreadPoolExecutor(min(self.lanes, len(pieces))) as pool:
-            heard = list(pool.map(self._piece, pieces))
-        segments = [_shifted(seg, start) for start, part in zip(bounds, heard, strict=False)
-                    for seg in part.segments]
-        language = next((p.language for p in heard if p.segments), heard[0].language)
-        return Transcript(tuple(segments), language, duration)
+            futures = {i: pool.submit(self._piece, pieces[i])
+                       for i in sorted(range(len(pieces)), key=lambda i: -len(pieces[i]))}
+            return [futures[i].result() for i in range(len(pieces))]
 
     def _piece(self, samples: np.ndarray) -> Transcript:
         """One piece: a pass over a short window, and again from where it stopped; what no
@@ -183,6 +220,14 @@ def cut_at_pauses(utterances: Sequence[tuple[float, float]], duration: float,
         if following - bounds[-1] > longest_s and pause > bounds[-1]:
             bounds.append(pause)
     return [*bounds, duration]
+
+
+def _joined(pieces: Sequence[tuple[float, Transcript]], duration: float) -> Transcript:
+    """The pieces' transcripts, each shifted to where its piece starts, as one."""
+    segments = [_shifted(seg, at) for at, heard in pieces for seg in heard.segments]
+    language = next((heard.language for _, heard in pieces if heard.segments),
+                    pieces[0][1].language if pieces else "")
+    return Transcript(tuple(segments), language, duration)
 
 
 def _in_speech(word: Word, turns: Sequence[SpeechSpan]) -> Word:

@@ -697,6 +697,8 @@ def test_a_long_block_is_decoded_in_short_pieces_two_at_once_by_a_backend_with_r
     assert len(firsts) >= len(calls) - 2  # pieces of at most 13 s, but for a rest or two
     overlapping = sum(1 for a, b in zip(calls, calls[1:], strict=False) if b[1] < a[2])
     assert overlapping >= 1, calls  # a piece began before the one before it ended
+    begun = sorted(calls, key=lambda c: c[1])  # the longest first: no long piece left last
+    assert sorted(c[0] for c in begun[:2]) == sorted(c[0] for c in calls)[-2:], begun
     words = [w for segment in heard.segments for w in segment.words]
     assert [w.start for w in words] == sorted(w.start for w in words)
     truth = references()
@@ -794,10 +796,22 @@ def each_side_heard_in_its_turns(result: CallTranscript | Exception, sides: list
 
 
 def test_a_long_two_channel_call_is_heard_side_by_side_each_word_in_its_turn(
-        two_workers: Transcriber, long_stereo_call: tuple) -> None:
+        two_workers: Transcriber, long_stereo_call: tuple,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both channels' pieces go to the model workers together, so neither waits at the
+    end of one side while pieces of the other are left."""
     path, sides, stretches = long_stereo_call
     assert sf.info(path).duration > batch.LONG_FORM_S
+    together: list[int] = []
+    decode_all = LongFormDecoder.decode_all
+
+    def spied(self: LongFormDecoder, blocks: list[np.ndarray]) -> list[Transcript]:
+        together.append(len(blocks))
+        return decode_all(self, blocks)
+
+    monkeypatch.setattr(LongFormDecoder, "decode_all", spied)
     [(_, result, _)] = list(transcribe_recordings([path], two_workers, VadConfig()))
+    assert together == [2], together  # one call: the whole call, both channels at once
     each_side_heard_in_its_turns(result, sides, stretches)
 
 
@@ -811,7 +825,7 @@ def test_packed_a_long_two_channel_call_is_packed_turn_by_turn_on_each_channel(
     def no_seek_loop(*_: Any) -> Transcript:
         raise AssertionError("a two-channel call took the long-form route")
 
-    monkeypatch.setattr(LongFormDecoder, "decode", no_seek_loop)
+    monkeypatch.setattr(LongFormDecoder, "decode_all", no_seek_loop)
     [(_, result, _)] = list(transcribe_recordings([path], two_workers, VadConfig(), pack=True))
     each_side_heard_in_its_turns(result, sides, stretches)
 
