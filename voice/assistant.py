@@ -21,6 +21,7 @@ from nlu.slots import SlotExtractor
 from nlu.understanding import IntentRecognizer
 from nlu.wording import ReplyWriter, Wording
 from training.intent_classifier import configured_classifier
+from voice.speech_cache import SpeechCache
 from voice.tts import Synthesizer, create_synthesizer
 from voicedesk.config import Config
 from voicedesk.models.prepare import ModelStore
@@ -53,6 +54,7 @@ class Assistant:
     slots: SlotExtractor
     knowledge: KnowledgeBase | None
     writer: ReplyWriter | None  # None: the flows' own words are spoken
+    speech_cache: SpeechCache = field(default_factory=lambda: SpeechCache(0))
     _warm: bool = field(default=False, init=False, repr=False)
 
     @classmethod
@@ -77,6 +79,7 @@ class Assistant:
             knowledge=KnowledgeBase(domain.knowledge_dir, embedder)
             if domain.knowledge_dir else None,
             writer=ReplyWriter(llm, domain, options) if config.nlu.llm_wording else None,
+            speech_cache=SpeechCache(config.tts.cache_mb * 1024 * 1024),
         )
 
     def warm_up(self) -> float:
@@ -102,6 +105,14 @@ class Assistant:
         except Exception as exc:  # noqa: BLE001 - e.g. an LLM server not up yet: calls will say
             log.warning("warm-up stopped early (%s); the first call may be slower", exc)
         return time.perf_counter() - started
+
+    def speech(self, text: str) -> np.ndarray:
+        """``text`` spoken, at the synthesiser's rate: kept audio if it was said before."""
+        return self.speech_cache.speech(text, self._synthesize)
+
+    def _synthesize(self, text: str) -> np.ndarray:
+        chunks = list(self.synthesizer.synthesize(text))
+        return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
 
     def dialogue(self, crm: CRM) -> DialogueManager:
         """A dialogue manager over ``crm`` that shares this process's models."""

@@ -35,10 +35,10 @@ log = logging.getLogger(__name__)
 
 
 def synthesize_for_line(ctx: CallContext, text: str) -> np.ndarray:
-    """Speech for ``text`` at the line's rate (8 kHz telephony, 16/24/48 kHz clients)."""
-    synth = ctx.assistant.synthesizer
-    chunks = [resample(c, synth.sample_rate, ctx.line_rate) for c in synth.synthesize(text)]
-    return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
+    """Speech for ``text`` at the line's rate (8 kHz telephony, 16/24/48 kHz clients);
+    a sentence said before in this process comes from the assistant's cache."""
+    audio = ctx.assistant.speech(text)
+    return resample(audio, ctx.assistant.synthesizer.sample_rate, ctx.line_rate)
 
 
 class Speech(Stage):

@@ -70,6 +70,9 @@ class TtsConfig:
     # the default torch lacks): that environment's python, e.g. /opt/coqui/bin/python.
     coqui_python: str = ""
     coqui_speaker: str = ""  # for multi-speaker Coqui models (e.g. p225 for VCTK)
+    # Sentences already spoken are kept for every call in the process (prompts repeat all
+    # day): this many MB of audio, least recently used dropped first; 0 turns it off.
+    cache_mb: int = 64
 
 
 @dataclass
