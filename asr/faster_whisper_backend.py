@@ -289,25 +289,63 @@ class FasterWhisperTranscriber:
         ``short``: the encoder looks at the audio plus 2 s, at least ``asr.context_s``,
         not all 30 s (``asr/encoder_context.py``).
         """
+        if len(samples) == 0:
+            return Transcript(duration=0.0), 0.0
+        if not self._decodes_windows(samples):
+            return self.transcribe(samples), len(samples) / 16_000
+        window = self._window(samples, short)
+        return self._finish(window, window.decoder.decode(None), starts)
+
+    def transcribe_windows(self, pieces: Sequence[np.ndarray], short: bool = False
+                           ) -> list[tuple[Transcript, float]]:
+        """Several windows as ``transcribe_window`` would decode each, their first decoder
+        passes run as one batch: a batch of two decodes in about 0.8 times the time of
+        two passes one after the other (the weights of Whisper's 51,865-token output
+        layer are read once a step for both), the same tokens as alone."""
+        out: list[tuple[Transcript, float] | None] = [None] * len(pieces)
+        windows: dict[int, _Window] = {}
+        for i, samples in enumerate(pieces):
+            if len(samples) and self._decodes_windows(samples):
+                windows[i] = self._window(samples, short)
+            else:
+                out[i] = self.transcribe_window(samples, short=short)
+        by_shape: dict[tuple[int, ...], list[int]] = {}
+        for i, window in windows.items():
+            by_shape.setdefault(tuple(window.encoded.shape), []).append(i)
+        for group in by_shape.values():
+            firsts = _first_passes([windows[i].decoder for i in group])
+            for i, first in zip(group, firsts, strict=True):
+                out[i] = self._finish(windows[i], first, ())
+        return [heard for heard in out if heard is not None]
+
+    def _decodes_windows(self, samples: np.ndarray) -> bool:
+        """Whether a window decodes here, not in the seek loop (beam search, more than
+        30 s, a language to detect)."""
+        return (len(samples) <= WINDOW_SAMPLES and self.config.beam_size == 1
+                and self.one_language)
+
+    def _window(self, samples: np.ndarray, short: bool) -> _Window:
         from faster_whisper.audio import pad_or_trim
         from faster_whisper.tokenizer import Tokenizer
 
-        if len(samples) == 0:
-            return Transcript(duration=0.0), 0.0
-        if len(samples) > WINDOW_SAMPLES or self.config.beam_size > 1 or not self.one_language:
-            return self.transcribe(samples), len(samples) / 16_000
         model = self._model
         samples = samples.astype(np.float32, copy=False)
         features = model.feature_extractor(samples)
         frames = min(features.shape[-1] - 1, model.feature_extractor.nb_max_frames)
-        duration = len(samples) / 16_000
         encoded = model.encode(pad_or_trim(features[:, :frames]),
                                self.config.context_s if short else 30.0)
         language = "en" if self._english_only else self.config.language
         tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual,
                               task="transcribe", language=language)
-        decoder = _WindowDecoder(model, tokenizer, encoded)
-        first = decoder.decode(None)
+        return _Window(samples, frames, len(samples) / 16_000, language, encoded,
+                       _WindowDecoder(model, tokenizer, encoded))
+
+    def _finish(self, window: _Window, first: _Pass, starts: Sequence[float]
+                ) -> tuple[Transcript, float]:
+        """A window's transcript from its first decoder pass (see ``transcribe_window``)."""
+        model, decoder, duration = self._model, window.decoder, window.duration
+        language, tokenizer = window.language, window.decoder.tokenizer
+        encoded, frames = window.encoded, window.frames
         if is_silence(first.no_speech_prob, first.avg_logprob):
             return Transcript((), language, duration), duration
         if not first.reliable:
@@ -316,7 +354,7 @@ class FasterWhisperTranscriber:
                 # packed together read as a repetition loop): none is taken from this pass;
                 # the temperature fallback would sample the whole pack at random.
                 return Transcript((), language, duration), 0.0
-            return self.transcribe(samples), duration
+            return self.transcribe(window.samples), duration
         tokens, complete_s, boundaries = decoder.continue_over(first, starts, duration)
         segments = decoder.segments(tokens, frames, duration)
         if not segments:
@@ -341,6 +379,18 @@ class FasterWhisperTranscriber:
             # alignment places better than the last timestamp token
             complete_s = max(0.0, min(complete_s, out[-1].words[-1].end))
         return Transcript(tuple(out), language, duration), complete_s
+
+
+@dataclass(frozen=True)
+class _Window:
+    """One window's audio, encoded once, with the decoder that reads it."""
+
+    samples: np.ndarray
+    frames: int
+    duration: float
+    language: str
+    encoded: Any
+    decoder: _WindowDecoder
 
 
 @dataclass(frozen=True)
@@ -392,18 +442,25 @@ class _WindowDecoder:
 
     def decode(self, start_s: float | None) -> _Pass:
         """A pass from the window's start, or with its first timestamp forced to ``start_s``."""
-        from faster_whisper.transcribe import get_compression_ratio
-
         prompt = list(self.prompt)
         forced = None
         if start_s is not None:
             forced = self.tokenizer.timestamp_begin + round(start_s / self.model.time_precision)
             prompt.append(forced)
-        result = self.model.model.generate(
-            self.encoded, [prompt], beam_size=1, max_length=self.max_length,
+        return self.passed(self.generate(self.encoded, [prompt])[0], forced)
+
+    def generate(self, encoded: Any, prompts: list[list[int]]) -> list[Any]:
+        """Greedy decoding of one prompt per encoded window (a batch of them)."""
+        return list(self.model.model.generate(
+            encoded, prompts, beam_size=1, max_length=self.max_length,
             return_scores=True, return_no_speech_prob=True, suppress_blank=True,
             suppress_tokens=self.suppress,
-            max_initial_timestamp_index=round(1.0 / self.model.time_precision))[0]
+            max_initial_timestamp_index=round(1.0 / self.model.time_precision)))
+
+    def passed(self, result: Any, forced: int | None = None) -> _Pass:
+        """A generation result as a pass, judged as the seek loop would judge it."""
+        from faster_whisper.transcribe import get_compression_ratio
+
         tokens = list(result.sequences_ids[0])
         avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
         if forced is not None and (not tokens or tokens[0] != forced):
@@ -464,6 +521,18 @@ class _WindowDecoder:
             segment["first_token"] = at
             at += len(segment["tokens"])
         return [s for s in segments if any(t < self.tokenizer.eot for t in s["tokens"])]
+
+
+def _first_passes(decoders: Sequence[_WindowDecoder]) -> list[_Pass]:
+    """The first pass over each of several windows of the same shape, in one batch."""
+    import ctranslate2
+
+    if len(decoders) == 1:
+        return [decoders[0].decode(None)]
+    batch = ctranslate2.StorageView.from_array(
+        np.concatenate([np.asarray(d.encoded) for d in decoders]))
+    results = decoders[0].generate(batch, [list(d.prompt) for d in decoders])
+    return [decoder.passed(result) for decoder, result in zip(decoders, results, strict=True)]
 
 
 def _first_overlap(segments: Sequence[dict], boundaries: Sequence[tuple[float, int]]

@@ -68,6 +68,12 @@ class WindowTranscriber(Protocol):
         the backend has one (faster-whisper's ``asr.context_s``)."""
         ...
 
+    def transcribe_windows(self, pieces: Sequence[np.ndarray], short: bool = False
+                           ) -> list[tuple[Transcript, float]]:
+        """``transcribe_window`` of each piece (no ``starts``), decoded together where the
+        backend can batch them."""
+        ...
+
 
 def create_transcriber(config: AsrConfig, models: ModelStore, replicas: int = 1
                        ) -> Transcriber:

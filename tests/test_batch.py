@@ -675,30 +675,37 @@ def test_pieces_are_cut_at_pauses_and_no_longer_than_asked_where_the_pauses_allo
 def test_a_long_block_is_decoded_in_short_pieces_two_at_once_by_a_backend_with_replicas(
         models_dir: Path, joined_dev: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
     """Two single-threaded model workers take the pieces of a long block, cut in pauses,
-    two at a time, each through the short encoder window; each file's words still come
+    two at a time, longest first, each through the short encoder window, a worker's
+    two pieces decoded as one batch while enough are left; each file's words still come
     back inside its stretch, and no worse than the file decoded alone."""
     listed, parts, spans, joined = joined_dev
     transcriber = create_transcriber(AsrConfig(threads=1), ModelStore(models_dir), replicas=2)
-    calls: list[tuple[float, float, float, bool]] = []  # (audio s, began, ended, short)
+    calls: list[tuple[list[float], float, float, bool]] = []  # (audio s, began, ended, short)
     window = transcriber.transcribe_window  # type: ignore[attr-defined]
+    windows = transcriber.transcribe_windows  # type: ignore[attr-defined]
 
-    def timed(samples: np.ndarray, *args: Any, **kwargs: Any) -> tuple[Transcript, float]:
+    def timed(pieces: list[np.ndarray], decode: Any, *args: Any, **kwargs: Any) -> Any:
         began = time.perf_counter()
-        heard = window(samples, *args, **kwargs)
-        calls.append((len(samples) / 16_000, began, time.perf_counter(),
+        heard = decode(*args, **kwargs)
+        calls.append(([len(p) / 16_000 for p in pieces], began, time.perf_counter(),
                       kwargs.get("short", False)))
         return heard
 
-    monkeypatch.setattr(transcriber, "transcribe_window", timed)
+    monkeypatch.setattr(transcriber, "transcribe_window",
+                        lambda samples, *a, **k: timed([samples], window, samples, *a, **k))
+    monkeypatch.setattr(transcriber, "transcribe_windows",
+                        lambda pieces, *a, **k: timed(pieces, windows, pieces, *a, **k))
     audio = load_audio(joined).samples
     heard = LongFormDecoder(transcriber, VadConfig()).decode(audio)
-    assert len(calls) >= len(audio) / 16_000 / PIECE_S and all(c[3] for c in calls)
-    firsts = [c for c in calls if c[0] <= PIECE_S + 1.0]
-    assert len(firsts) >= len(calls) - 2  # pieces of at most 13 s, but for a rest or two
+    lengths = [s for c in calls for s in c[0]]
+    assert len(lengths) >= len(audio) / 16_000 / PIECE_S and all(c[3] for c in calls)
+    assert len([s for s in lengths if s <= PIECE_S + 1.0]) >= len(lengths) - 2  # but a rest
+    assert any(len(c[0]) == 2 for c in calls), calls  # two pieces in one batch
     overlapping = sum(1 for a, b in zip(calls, calls[1:], strict=False) if b[1] < a[2])
-    assert overlapping >= 1, calls  # a piece began before the one before it ended
+    assert overlapping >= 1, calls  # a lane began before the other's pieces were done
     begun = sorted(calls, key=lambda c: c[1])  # the longest first: no long piece left last
-    assert sorted(c[0] for c in begun[:2]) == sorted(c[0] for c in calls)[-2:], begun
+    first = sorted(s for c in begun[:2] for s in c[0])
+    assert first == sorted(lengths)[-len(first):], begun
     words = [w for segment in heard.segments for w in segment.words]
     assert [w.start for w in words] == sorted(w.start for w in words)
     truth = references()
@@ -716,6 +723,23 @@ def test_a_long_block_is_decoded_in_short_pieces_two_at_once_by_a_backend_with_r
 def two_workers(models_dir: Path) -> Transcriber:
     """What a worker with two threads holds: two single-threaded model workers."""
     return create_transcriber(AsrConfig(threads=1), ModelStore(models_dir), replicas=2)
+
+
+def test_windows_decoded_as_one_batch_read_as_each_does_alone(
+        two_workers: Transcriber, joined_dev: tuple) -> None:
+    """Batched first passes change nothing but the time: each window's words and how far
+    it is complete are what the window gets alone; an empty or over-long one keeps its
+    place (the seek loop decodes the long one)."""
+    _, parts, _, _ = joined_dev
+    pieces = [parts[0], np.zeros(0, np.float32), parts[3], parts[5],
+              np.concatenate(parts[:8])]  # over 30 s
+    assert len(pieces[-1]) > 30 * 16_000
+    together = two_workers.transcribe_windows(pieces, short=True)  # type: ignore[attr-defined]
+    alone = [two_workers.transcribe_window(p, short=True)  # type: ignore[attr-defined]
+             for p in pieces]
+    assert [(h.text, round(c, 2)) for h, c in together] == \
+        [(h.text, round(c, 2)) for h, c in alone]
+    assert together[0][0].text and together[1][0].text == "" and together[-1][0].text
 
 
 def test_packed_windows_are_decoded_two_at_once_with_two_model_workers(
