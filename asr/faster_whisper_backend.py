@@ -527,8 +527,9 @@ def _first_passes(decoders: Sequence[_WindowDecoder]) -> list[_Pass]:
     """The first pass over each of several windows of the same shape, in one batch."""
     import ctranslate2
 
-    if len(decoders) == 1:
-        return [decoders[0].decode(None)]
+    if len(decoders) == 1 or decoders[0].encoded.device != "cpu":
+        # (on a GPU the outputs would be stacked through host memory: decoded one by one)
+        return [decoder.decode(None) for decoder in decoders]
     batch = ctranslate2.StorageView.from_array(
         np.concatenate([np.asarray(d.encoded) for d in decoders]))
     results = decoders[0].generate(batch, [list(d.prompt) for d in decoders])
