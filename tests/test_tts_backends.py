@@ -61,9 +61,11 @@ def loop_speech(assistant, config, rate: int, text: str) -> tuple[np.ndarray, np
     from voice.line import CallerScript, MemoryLine
     from voice.pool import InferencePool
     from voice.speaking import Speech
+    from voice.speech_cache import SpeechCache
 
     overheard = Overheard(assistant.synthesizer)
-    speaker = dataclasses.replace(assistant, synthesizer=overheard)
+    # no cache: each take is the synthesiser's own (it draws prosody at random)
+    speaker = dataclasses.replace(assistant, synthesizer=overheard, speech_cache=SpeechCache(0))
 
     async def go() -> np.ndarray:
         pool = InferencePool(workers=1)
