@@ -7,6 +7,7 @@ import pytest
 
 from voice.speech_cache import SpeechCache
 from voicedesk.config import load_config
+from voicedesk.errors import ConfigError
 
 PROMPT = "Could you tell me your eight-digit account number?"
 
@@ -68,3 +69,9 @@ def test_a_cache_of_zero_bytes_synthesises_every_time(
 def test_the_cache_size_is_configured_in_megabytes() -> None:
     assert load_config(environ={}).tts.cache_mb == 64
     assert load_config(environ={"VOICEDESK_TTS_CACHE_MB": "0"}).tts.cache_mb == 0
+    assert SpeechCache.configured(2).max_bytes == 2 * 1024 * 1024
+
+
+def test_a_negative_cache_size_is_an_error_naming_the_setting() -> None:
+    with pytest.raises(ConfigError, match=r"tts.cache_mb = -1"):
+        SpeechCache.configured(-1)

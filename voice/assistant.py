@@ -79,7 +79,7 @@ class Assistant:
             knowledge=KnowledgeBase(domain.knowledge_dir, embedder)
             if domain.knowledge_dir else None,
             writer=ReplyWriter(llm, domain, options) if config.nlu.llm_wording else None,
-            speech_cache=SpeechCache(config.tts.cache_mb * 1024 * 1024),
+            speech_cache=SpeechCache.configured(config.tts.cache_mb),
         )
 
     def warm_up(self) -> float:

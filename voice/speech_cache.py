@@ -17,6 +17,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from voicedesk.errors import ConfigError
+
 
 class SpeechCache:
     """Audio by text; thread-safe, since synthesis runs in a pool."""
@@ -28,6 +30,14 @@ class SpeechCache:
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
+
+    @classmethod
+    def configured(cls, megabytes: int) -> SpeechCache:
+        """The cache ``tts.cache_mb`` asks for (0: off)."""
+        if megabytes < 0:
+            raise ConfigError(f"tts.cache_mb = {megabytes}; expected 0 (no cache) or a size "
+                              f"in megabytes, such as the default 64")
+        return cls(megabytes * 1024 * 1024)
 
     def __len__(self) -> int:
         return len(self._audio)
