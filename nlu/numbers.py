@@ -31,6 +31,9 @@ _WORD = re.compile(r"[A-Za-z]+|\d+|[^\sA-Za-z\d]+|\s+")
 # "0019", "7 3". A homophone just before them is a digit too ("account for 0, 0, 1"), but
 # not before an ordinary number ("for 2 months", "for 100 dollars").
 _DIGIT_BY_DIGIT = re.compile(r"[\s,]*(?:0\d*\b|\d(?:(?:,?\s+|-)\d\b)+)")
+# "sixty-five" is one number: the hyphen must not split it ("nineteen sixty-five" is 1965).
+_HYPHENATED = re.compile(rf"\b({'|'.join(TENS)})-({'|'.join(k for k, v in UNITS.items() if v)})\b",
+                         re.IGNORECASE)
 
 
 def _value(words: list[str]) -> tuple[str, int] | None:
@@ -110,7 +113,7 @@ def spoken_digits_to_text(text: str) -> str:
     "my pin is four eight two one" -> "my pin is 4821";
     "account 4001 1234" -> "account 40011234".
     """
-    tokens = _WORD.findall(text)
+    tokens = _WORD.findall(_HYPHENATED.sub(r"\1 \2", text))
     out: list[str] = []
     spoken_before = -1  # index in `out` of the last digits that came from number words
     homophone = -1  # index in `out` of the last digit that came from a homophone
@@ -217,12 +220,17 @@ def _ordinal_text(phrase: str) -> str:
     return f"{n}{suffix}"
 
 
-def spoken_ordinals_to_text(text: str, beside: str) -> str:
+def spoken_ordinals_to_text(text: str, beside: str, after_only: str = "") -> str:
     """Ordinal words next to a word matching ``beside`` (month names) written as numbers:
-    "the twenty third of September", "December the first" -> "23rd", "1st". Elsewhere
-    "first" and "second" are ordinary words ("wait a second") and stay as they are."""
+    "the twenty third of September", "December the first" -> "23rd", "1st"; and after
+    a word matching ``after_only`` (weekdays: "Saturday the twelfth", not "the first
+    Monday"). Elsewhere "first" and "second" are ordinary words ("wait a second") and
+    stay as they are."""
     ordinal = rf"(?:(?:{_TENS_WORDS})[\s-]+)?(?:{'|'.join(ORDINALS)})\b"
     before = re.compile(rf"\b({ordinal})(?=,?\s+(?:of\s+)?(?:the\s+)?(?:{beside})\b)", re.I)
-    after = re.compile(rf"(\b(?:{beside})\.?,?\s+(?:the\s+)?)({ordinal})", re.I)
     text = before.sub(lambda m: _ordinal_text(m.group(1)), text)
-    return after.sub(lambda m: m.group(1) + _ordinal_text(m.group(2)), text)
+    for words in (beside, after_only):
+        if words:
+            after = re.compile(rf"(\b(?:{words})\.?,?\s+(?:the\s+)?)({ordinal})", re.I)
+            text = after.sub(lambda m: m.group(1) + _ordinal_text(m.group(2)), text)
+    return text

@@ -154,7 +154,7 @@ class SlotExtractor:
         Ordinals are read only beside a month ("the twenty third of September") and two
         numbers as a price only when a price was asked for ("twelve ninety nine"); the same
         words elsewhere are a PIN read in pairs."""
-        text = spoken_ordinals_to_text(text, MONTH_WORDS)
+        text = spoken_ordinals_to_text(text, MONTH_WORDS, "|".join(WEEKDAYS))
         if awaited is not None and awaited.type == "amount":
             text = spoken_prices_to_text(text)
         return self._corrected(spoken_digits_to_text(text))
@@ -163,6 +163,8 @@ class SlotExtractor:
         """A number the caller takes back in the same breath is dropped: "pin 7351, no
         sorry, 7315" is pin 7315. Only a number of the same length replaces it, so
         "40031122, sorry, 7315" stays an account number and a PIN."""
+        text = _YEAR_RESTATED.sub(lambda m: m.group(2) if m.group(1) == m.group(3)
+                                  else m.group(0), text)  # "84, sorry, 1984" is 1984
         keywords = sorted({k for s in self.specs.values() if s.type == "digits"
                            for k in s.keywords}, key=len, reverse=True)
         filler = "|".join([*_CORRECTION_FILLER, *map(re.escape, keywords)])
@@ -297,27 +299,24 @@ class SlotExtractor:
 
     def _date(self, text: str, spec: SlotSpec) -> str | None:
         """A date of birth is a past date; a visit is today or later and never a date the
-        caller gave as their birth date ("date of birth 18th of April 1979")."""
+        caller gave as their birth date ("date of birth 18th of April 1979"). A date the
+        caller takes back ("the 2nd of June, no sorry, the 2nd of July") does not count."""
         today = self.today or dt.date.today()
         lowered = text.lower()
-        dates = _explicit_dates(lowered, today)
+        birth = _is_birth_date(spec)
+        dates = _explicit_dates(lowered, today, short_years=birth)
         birth_words = [k for s in self.specs.values() if _is_birth_date(s) for k in s.keywords]
 
         def said_as_birth(pos: int) -> bool:
             return _after_keyword(lowered, pos, birth_words)
 
-        if _is_birth_date(spec):
-            past = sorted((not said_as_birth(pos), pos, day) for pos, day in dates if day < today)
-            return past[0][2].isoformat() if past else None
-        if "today" in lowered:
-            return today.isoformat()
-        if "tomorrow" in lowered:
-            return (today + dt.timedelta(days=1)).isoformat()
-        for i, day in enumerate(WEEKDAYS):
-            if re.search(rf"\b{day}\b", lowered):
-                ahead = (i - today.weekday()) % 7 or 7
-                return (today + dt.timedelta(days=ahead)).isoformat()
-        coming = [day for pos, day in dates if day >= today and not said_as_birth(pos)]
+        if birth:
+            past = _kept(lowered, [(pos, end, day) for pos, end, day in dates if day < today])
+            ranked = sorted((not said_as_birth(pos), pos, day) for pos, _, day in past)
+            return ranked[0][2].isoformat() if ranked else None
+        said = [(pos, end, day) for pos, end, day in dates if not said_as_birth(pos)]
+        said = _kept(lowered, sorted(said + _days_named(lowered, today, dates)))
+        coming = [day for _, _, day in said if day >= today]
         return coming[0].isoformat() if coming else None
 
 
@@ -327,6 +326,9 @@ _CORRECTION_MARKER = (r"oh|no|sorry|wait|hang on|hold on|i mean|i meant|actually
                       r"or rather|rather|scratch that|my mistake|my bad")
 _CORRECTION_FILLER = ["it'?s", "it is", "that'?s", "that is", "make (?:that|it)", "it should be",
                       "should be", "the", "my", "is", "was"]
+_YEAR_RESTATED = re.compile(
+    rf"\b(\d{{2}})[\s,.;:!-]*(?:(?:{_CORRECTION_MARKER})\b[\s,.;:!-]*)+"
+    rf"(?:(?:i mean|it'?s|that'?s)\b[\s,.;:!-]*)*((?:19|20)(\d{{2}}))\b", re.I)
 _PLAN_TARGET = re.compile(r"\b(?:to|onto|into|for|with)\s+(?:the\s+|a\s+|an\s+|my\s+)?$")
 _PLAN_SOURCE = re.compile(r"\b(?:from|off|leave|leaving|instead of|than|on|cancel)\s+"
                           r"(?:the\s+|my\s+)?$")
@@ -412,12 +414,14 @@ def _spans(text: str, runs: list[tuple[int, str]]) -> list[tuple[int, str, tuple
     return spans
 
 
-def _date_patterns() -> list[str]:
+def _date_patterns(short_years: bool = False) -> list[str]:
     """Dates as Whisper writes them: ISO, "9th of March 1984", "December the 1st, 1995",
-    "12/01/1995" (US order). A year is 19xx or 20xx, so an account number after a date
-    stays whole."""
+    "12/01/1995" (US order; day first where the first number cannot be a month). A year
+    is 19xx or 20xx, so an account number after a date stays whole; ``short_years``: or
+    two digits ("9th March 84", a date of birth)."""
     day = r"(\d{1,2})(?:st|nd|rd|th)?(?!\d)"
-    year = r"(?:,?\s*((?:19|20)\d{2})\b)?"
+    year = (r"(?:,?\s*((?:19|20)\d{2}|'?\d{2})\b)?" if short_years
+            else r"(?:,?\s*((?:19|20)\d{2})\b)?")
     return [
         r"\b(\d{4})-(\d{1,2})-(\d{1,2})\b",
         rf"\b{day}\s+(?:of\s+)?({MONTH_WORDS})\b\.?{year}",
@@ -426,24 +430,107 @@ def _date_patterns() -> list[str]:
     ]
 
 
-def _explicit_dates(text: str, today: dt.date) -> list[tuple[int, dt.date]]:
-    """Every calendar date in ``text`` with where it starts, in the order said; a date
-    without a year is the next one to come."""
-    iso, day_month, month_day, us = _date_patterns()
-    found: dict[int, dt.date | None] = {}
+def _explicit_dates(text: str, today: dt.date, short_years: bool = False
+                    ) -> list[tuple[int, int, dt.date]]:
+    """Every calendar date in ``text`` with where it starts and ends, in the order said;
+    a date without a year is the next one to come; a two-digit year (``short_years``)
+    the latest one not after this year."""
+    iso, day_month, month_day, us = _date_patterns(short_years)
+    found: dict[int, tuple[int, dt.date | None]] = {}
     for m in re.finditer(iso, text):
-        found[m.start()] = _safe_date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+        found[m.start()] = (m.end(), _safe_date(int(m.group(1)), int(m.group(2)),
+                                                int(m.group(3))))
     for pattern, order in ((day_month, (1, 2, 3)), (month_day, (2, 1, 3))):
         for m in re.finditer(pattern, text, re.I):
             day, month, year = (m.group(i) for i in order)
             month_number = MONTHS[month.lower()]
-            found.setdefault(m.start(), _safe_date(
-                int(year) if year else _next_year(today, month_number, int(day)),
-                month_number, int(day)))
-    for m in re.finditer(us, text):  # US order: month/day/year
-        found.setdefault(m.start(), _safe_date(int(m.group(3)), int(m.group(1)),
-                                               int(m.group(2))))
-    return sorted((pos, day) for pos, day in found.items() if day is not None)
+            found.setdefault(m.start(), (m.end(), _safe_date(
+                _full_year(year, today) if year else _next_year(today, month_number, int(day)),
+                month_number, int(day))))
+    for m in re.finditer(us, text):  # US order: month/day/year; 23/11/1979 is day first
+        first, second, year = int(m.group(1)), int(m.group(2)), int(m.group(3))
+        found.setdefault(m.start(), (m.end(), _safe_date(year, first, second)
+                                     or _safe_date(year, second, first)))
+    return sorted((pos, end, day) for pos, (end, day) in found.items() if day is not None)
+
+
+def _full_year(year: str, today: dt.date) -> int:
+    """A year as said: "1984", or "84" for the latest year ending so, not after this one."""
+    digits = year.lstrip("'")
+    if len(digits) != 2:
+        return int(digits)
+    century = today.year - today.year % 100
+    return century + int(digits) if century + int(digits) <= today.year \
+        else century - 100 + int(digits)
+
+
+def _days_named(text: str, today: dt.date, dates: list[tuple[int, int, dt.date]]
+                ) -> list[tuple[int, int, dt.date]]:
+    """Days said without a month: "today", "tomorrow", "the day after tomorrow", a weekday
+    (the next one; "Saturday the 12th": the next Saturday that is a 12th), "the 14th"
+    (the next 14th). Words inside a calendar date ("Saturday the 12th of December")
+    are that date's."""
+    inside = [(start, end) for start, end, _ in dates]
+
+    def free(start: int, end: int) -> bool:
+        return not any(a <= end and start <= b + 1 for a, b in inside)
+
+    found = []
+    for m in re.finditer(r"\b(?:the\s+)?day after tomorrow\b|\btoday\b|\btomorrow\b", text):
+        ahead = 2 if "after" in m.group() else 0 if m.group() == "today" else 1
+        found.append((m.start(), m.end(), today + dt.timedelta(days=ahead)))
+    taken = [(a, b) for a, b, _ in found]
+    for m in re.finditer(rf"\b({'|'.join(WEEKDAYS)})\b(?:,?\s+(?:the\s+)?(\d{{1,2}})"
+                         rf"(?:st|nd|rd|th)?\b(?![:.]\d|\s*(?:a\.?m|p\.?m|o'?clock)))?", text):
+        if not free(m.start(), m.end()) or any(a <= m.start() < b for a, b in taken):
+            continue
+        weekday = WEEKDAYS.index(m.group(1))
+        day = (_weekday_on(today, weekday, int(m.group(2))) if m.group(2)
+               else today + dt.timedelta(days=(weekday - today.weekday()) % 7 or 7))
+        found.append((m.start(), m.end(), day))
+        taken.append(m.span())
+    for m in re.finditer(r"\bthe\s+(\d{1,2})(?:st|nd|rd|th)\b", text):
+        if free(m.start(), m.end()) and not any(a <= m.start() < b for a, b in taken):
+            coming = _coming_days(today, int(m.group(1)))
+            if coming:
+                found.append((m.start(), m.end(), coming[0]))
+    return found
+
+
+def _coming_days(today: dt.date, day: int, months: int = 3) -> list[dt.date]:
+    """The next dates that fall on this day of the month, today included."""
+    out = []
+    for k in range(months + 1):
+        year, month = today.year + (today.month - 1 + k) // 12, (today.month - 1 + k) % 12 + 1
+        date = _safe_date(year, month, day)
+        if date is not None and date >= today:
+            out.append(date)
+    return out[:months]
+
+
+def _weekday_on(today: dt.date, weekday: int, day: int) -> dt.date:
+    """"Saturday the 12th": the next 12th that is a Saturday, looking a few months ahead;
+    the next 12th when none is (the date is the more precise of the two)."""
+    coming = _coming_days(today, day)
+    matching = [d for d in coming if d.weekday() == weekday]
+    if matching:
+        return matching[0]
+    return coming[0] if coming else today + dt.timedelta(days=(weekday - today.weekday()) % 7
+                                                          or 7)
+
+
+def _kept(text: str, dates: list[tuple[int, int, dt.date]]) -> list[tuple[int, int, dt.date]]:
+    """The dates the caller did not take back: one followed by a correction ("no, sorry,
+    I mean") and another date is dropped."""
+    kept = []
+    for k, (start, end, day) in enumerate(dates):
+        following = dates[k + 1][0] if k + 1 < len(dates) else None
+        if following is not None and re.search(rf"\b(?:{_CORRECTION_MARKER})\b",
+                                                text[end:following]) and \
+                not re.fullmatch(r"[\s,.;:!-]*(?:oh)?[\s,.;:!-]*", text[end:following]):
+            continue
+        kept.append((start, end, day))
+    return kept
 
 
 def _next_year(today: dt.date, month: int, day: int) -> int:
@@ -520,24 +607,40 @@ def _amount(text: str, awaited: bool = False) -> str | None:
 
 
 def _address(text: str, keywords: tuple[str, ...], expected: bool) -> str | None:
+    """An address: the words after a keyword ("my new address is ..."), a house number
+    and street said anywhere ("it's down at 19 Elm Road, Millbrook"), or, when the
+    address was asked for, the answer itself. Whatever it is, it must look like a place:
+    "I need to change my address with you" names none."""
     lowered = text.lower()
     for key in sorted(keywords, key=len, reverse=True):
-        m = re.search(rf"\b{re.escape(key)}\b\s*(?:is\s+)?(.+)", lowered)
+        m = re.search(rf"\b{re.escape(key)}\b\s*(?:is\s+|to\s+|will be\s+|now\s+|:\s*)*(.+)",
+                      lowered)
         if m:
             start = m.start(1)
             value = text[start:].strip(" .,!?")
             value = re.split(r"[.!?](?:\s|$)", value)[0]
-            if len(value) >= 3:
+            if len(value) >= 3 and _names_a_place(value, keywords):
                 return _house_number(value)
+    street = _STREET_ADDRESS.search(text)
+    if street and not expected:
+        return street.group().strip(" ,.")
     if expected:
         value = re.sub(r"^(it'?s|it is|i live (at|on|in)|that'?s|the address is)\s+", "",
                        text.strip(" .,!?"), flags=re.I)
-        if not set(re.findall(r"[a-z0-9']+", value.lower())) - _NOT_AN_ADDRESS:
-            return None  # "thank you, goodbye" answers nothing
-        if not _looks_like_a_place(value, keywords):
+        if not _names_a_place(value, keywords):
             return None  # "I want to speak to a person": another request, not an address
         return _house_number(value) or None
     return None
+
+
+def _names_a_place(value: str, keywords: tuple[str, ...]) -> bool:
+    """Words that can be an address: not only pleasantries ("please", "thank you"), no
+    ticket reference, and a place by ``_looks_like_a_place``."""
+    if not set(re.findall(r"[a-z0-9']+", value.lower())) - _NOT_AN_ADDRESS:
+        return False
+    if re.search(r"\b[td]\W*k\W*[td]\W*-?\s*\d", value, re.I):
+        return False  # "the reference is T K T 000001" is a ticket
+    return _looks_like_a_place(value, keywords)
 
 
 # Words ASR writes for a house number said before the street ("fine" is five); "oh"
@@ -567,10 +670,24 @@ _STREET = re.compile(r"\b(road|rd|street|st|lane|ln|avenue|ave|drive|dr|way|clos
                      r"farm|estate|village|town|city|postcode|zip)\b", re.I)
 
 
+# A house number, up to three words and a street word, and a town after a comma or "in":
+# an address however it comes up ("the line's dead at 19 Elm Road, Millbrook").
+_STREET_ADDRESS = re.compile(
+    r"\b\d+[a-z]?,?\s+(?:(?!(?:and|the|a|an|to|of|for|with|was|is|my|on|in|at|it|that|this|"
+    r"dollars?|pounds?|gb|gigs?|minutes?|hours?|days?|weeks?|months?|years?)\b)[a-z][\w'-]*\s+)"
+    r"{0,3}?(?:road|rd|street|st|lane|avenue|ave|drive|"
+    r"way|close|court|place|crescent|terrace|square|grove|mews|boulevard|parade|gardens)\b"
+    r"(?:(?:,\s*|\s+in\s+)(?!(?:and|but|so|it|its|it's|i|we|since|which|the)\b)"
+    r"[a-z][\w'-]*(?:\s+(?-i:[A-Z][\w'-]*))?)?", re.I)
+
+
 def _looks_like_a_place(value: str, keywords: tuple[str, ...]) -> bool:
-    """A house number, a street word, or a proper name (Whisper capitalises place names)."""
-    if re.search(r"\d", value) or _STREET.search(value):
+    """A house number before a name, a street word, or a proper name (Whisper capitalises
+    place names). A number alone names no place ("it was 35 dollars")."""
+    if re.search(r"\b\d+[a-z]?\b[,.]?\s+[a-z]", value, re.I) or _STREET.search(value):
         return True
+    if re.fullmatch(r"[\s\d,.-]*\d[\s\d,.-]*", value):
+        return False
     if any(re.search(rf"\b{re.escape(k)}\b", value, re.I) for k in keywords):
         return True
     names = [w for w in re.findall(r"[A-Za-z][\w'-]*", value)[1:] if w[0].isupper() and w != "I"]

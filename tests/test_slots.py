@@ -39,6 +39,8 @@ def slots() -> SlotExtractor:
         ("five hundred and fifty", "550"),
         ("from Fibre 100 to Fibre 500", "from Fibre 100 to Fibre 500"),  # "to" before a word
         ("my pin is 4821 for now", "my pin is 4821 for now"),
+        ("nineteen sixty-five", "1965"),  # the hyphen does not split a number
+        ("twenty-one Elm Road", "21 Elm Road"),
     ],
 )
 def test_spoken_numbers_become_digits(spoken: str, digits: str) -> None:
@@ -97,10 +99,35 @@ def test_a_number_another_value_explains_is_no_pin(slots: SlotExtractor, text: s
     ("the first of January two thousand and one", "2001-01-01"),
     ("May the twenty-first, nineteen eighty", "1980-05-21"),
     ("3rd March 1990", "1990-03-03"),
+    ("the thirty-first of December nineteen sixty-five", "1965-12-31"),
+    ("date of birth ninth March eighty four", "1984-03-09"),  # a two-digit year
+    ("my date of birth is 23/11/1979", "1979-11-23"),  # day first: 23 is no month
+    ("03/09/1984", "1984-03-09"),  # US order where both can be a month
+    ("born 2nd of June 1991, no sorry, 2nd of July 1991", "1991-07-02"),  # taken back
 ])
 def test_a_date_of_birth_is_read_however_it_is_said(slots: SlotExtractor, said: str,
                                                     born: str) -> None:
     assert slots.extract(said, "date_of_birth").get("date_of_birth") == born
+
+
+def test_a_year_said_again_after_a_short_one_is_the_same_year_not_a_pin(
+        slots: SlotExtractor) -> None:
+    found = slots.extract("account 40038842, date of birth ninth March eighty four, sorry, 1984")
+    assert found == {"account_number": "40038842", "date_of_birth": "1984-03-09"}
+
+
+@pytest.mark.parametrize(("said", "day"), [  # today is Saturday 28 November 2026
+    ("saturday the 12th, in the afternoon", "2026-12-12"),  # not the coming Saturday
+    ("Sunday the thirteenth", "2026-12-13"),
+    ("can you come on the 14th", "2026-12-14"),
+    ("Friday the 13th", "2026-12-13"),  # no Friday 13th soon: the date says more
+    ("monday, no sorry, tuesday", "2026-12-01"),
+    ("the day after tomorrow", "2026-11-30"),
+    ("Saturday the 12th of December", "2026-12-12"),
+])
+def test_a_visit_day_is_the_one_the_caller_named(slots: SlotExtractor, said: str,
+                                                 day: str) -> None:
+    assert slots.extract(said, "date").get("date") == day
 
 
 def test_a_date_of_birth_never_fills_the_visit_date(slots: SlotExtractor) -> None:
@@ -192,6 +219,21 @@ def test_a_misheard_number_is_forgiven_where_the_words_name_one_plan(slots: Slot
 def test_a_house_number_is_written_as_the_caller_meant_it(slots: SlotExtractor, heard: str,
                                                           address: str) -> None:
     assert slots.extract(heard, "address")["address"] == address
+
+
+@pytest.mark.parametrize(("text", "expected", "address"), [
+    ("I need to change my address with you", None, None),  # no place named
+    ("I need to update my address please", None, None),
+    ("update my address to 22 Harbour Road, Brightwater", None, "22 Harbour Road, Brightwater"),
+    ("my internet's down at 19 Elm Road, Millbrook", None, "19 Elm Road, Millbrook"),
+    ("I moved to 14 Mill Lane, Brightwater last week", None, "14 Mill Lane, Brightwater"),
+    ("it was 35 dollars and the way you charge me", None, None),
+    ("ok where is my fault report, the reference is t k t 000001", "address", None),
+    ("it was 35", "address", None),  # a number alone names no place
+])
+def test_an_address_must_name_a_place_wherever_it_is_said(
+        slots: SlotExtractor, text: str, expected: str | None, address: str | None) -> None:
+    assert slots.extract(text, expected).get("address") == address
 
 
 def test_identity_numbers_are_not_an_address(slots: SlotExtractor) -> None:
