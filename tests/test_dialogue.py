@@ -332,6 +332,34 @@ def test_a_new_phone_number_changes_the_phone_number_and_never_the_address(assis
     assert customer.address == "88 Station Road, Kingsbridge"
 
 
+def test_an_address_change_without_the_address_asks_for_it_and_writes_nothing(assistant) -> None:
+    crm = crm_for_suite()
+    manager = assistant.dialogue(crm)
+    state = manager.start()
+    asked = _say(manager, state, "I need to update my address please", "40019012 pin 2468")
+    assert "address" in asked.reply and "updated" not in asked.reply
+    assert crm.customer("40019012").address == "88 Station Road, Kingsbridge"
+    done = _say(manager, state, "It's 22 Harbour Road, Brightwater")
+    assert done.reply == "I've updated your address to 22 Harbour Road, Brightwater."
+
+
+def test_a_caller_who_forgot_the_pin_is_asked_for_the_date_of_birth(assistant) -> None:
+    manager = assistant.dialogue(crm_for_suite())
+    state = manager.start()
+    asked = _say(manager, state, "What's my balance?", "It's 40019012", "I forgot my PIN")
+    assert "date of birth" in asked.reply and not state.verified
+    assert _say(manager, state, "the second of November 1976").verified
+
+
+def test_a_dispute_said_again_opens_no_second_ticket(assistant) -> None:
+    manager = assistant.dialogue(crm_for_suite())
+    state = manager.start()
+    _say(manager, state, "I want to dispute a charge on my bill", "40019012 pin 2468",
+         "it was 35 dollars")
+    again = _say(manager, state, "I'm disputing a charge of 35 dollars")
+    assert len(state.tickets) == 1 and state.tickets[0].id in again.reply
+
+
 def test_an_email_change_is_offered_to_a_person_as_the_crm_keeps_no_email(assistant) -> None:
     crm = crm_for_suite()
     manager = assistant.dialogue(crm)

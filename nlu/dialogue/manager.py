@@ -32,6 +32,10 @@ ANGER = re.compile(r"\b(ridiculous|useless|furious|angry|outrageous|disgusting|p
                    r"fed up|sick of|fucking|bloody|damn|shit|hate you|worst)\b", re.I)
 ALWAYS_SWITCH = {"speak_to_agent", "goodbye"}
 IDENTITY = {"account_number", "pin", "date_of_birth"}
+# "I forgot my PIN", "I don't know it", "no idea, sorry"
+FORGOTTEN = re.compile(r"\b(?:forgot|forgotten|forget|can'?t remember|cannot remember|"
+                       r"don'?t remember|do not remember|don'?t know|do not know|no idea|"
+                       r"not sure what it is|never (?:had|set|got))\b", re.I)
 FILLER = re.compile(r"\b(it'?s|it is|my|is|the|and|account|number|no|pin|code|date|of|birth|"
                     r"born|on|hi|hello|yes|sure|ok(ay)?|here|that'?s|i|am|er|um|uh)\b", re.I)
 CUSTOMER_FIELDS = frozenset(f.name for f in fields(Customer))  # what a CRM record can keep
@@ -187,6 +191,9 @@ class DialogueManager:
         elif offered and offers.is_refusal(turn.text):
             said.append(self.domain.prompts.get(
                 "offer_declined", "No problem. Is there anything else I can help you with?"))
+        elif self._pin_forgotten(state, turn):
+            said.append(self.domain.prompts.get("pin_forgotten", "No problem."))
+            self._ask(state, said, "date_of_birth")
         elif not self._identity_settled(state, turn, said):
             pass  # verification asked for more, or the turn only identified the caller
         elif turn.progress and state.flow:
@@ -210,6 +217,13 @@ class DialogueManager:
                 self._start_flow(state, turn.intent)
             return self._run(state, said, turn)
         return None
+
+    def _pin_forgotten(self, state: DialogueState, turn: _Turn) -> bool:
+        """Asked for the PIN, the caller does not know it ("I forgot my PIN"): the date of
+        birth proves identity as well, so it is asked for instead of the PIN again."""
+        return (state.pending == "pin" and not state.verified and not turn.dtmf
+                and not turn.found.keys() & IDENTITY and "date_of_birth" in self.domain.slots
+                and FORGOTTEN.search(turn.text) is not None)
 
     def _wants_person(self, turn: _Turn) -> bool:
         """A clear request for a person wins over any flow: the words themselves, or the
@@ -540,6 +554,11 @@ class DialogueManager:
         priority = spec.get("priority") or self.domain.work_orders[kind].get("priority", "normal")
         fields = {f: state.slots[f] for f in spec.get("fields", []) if f in state.slots}
         fields["reported_by_call"] = True
+        same = next((t for t in state.tickets if t.type == kind and t.fields == fields), None)
+        if same is not None:  # the caller said it again ("it was thirty five dollars")
+            state.flow_ticket = same
+            state.facts["ticket"] = _ticket_facts(same)
+            return
         account = state.customer.account_number if state.verified and state.customer else None
         ticket = self.crm.create_ticket(kind, priority, account, fields)
         state.flow_ticket = ticket
