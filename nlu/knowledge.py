@@ -33,6 +33,10 @@ from nlu.embeddings import SentenceEmbedder
 NAMED_PASSAGES = 1
 # The least similarity of such a passage to the whole question for it to answer.
 NAMED_FLOOR = 0.25
+# How many of the nearest passages a name the question gives is looked for in.
+NAMED_NEAREST = 5
+# ... and how much closer another section's best sentence may be for the name to win.
+NAMED_MARGIN = 0.15
 _TOKEN = re.compile(r"[a-z][a-z0-9']+")
 _FUNCTION_WORDS_TEXT = (
     "a about above after again all also am an and any are as at be been being before below "
@@ -45,6 +49,11 @@ _FUNCTION_WORDS_TEXT = (
     "can't won't isn't"
 )
 _FUNCTION_WORDS = frozenset(_FUNCTION_WORDS_TEXT.split())
+
+
+def _proper_names(text: str) -> set[str]:
+    """Words written with a capital inside the sentence ("to Spain", "my PAC"), lowered."""
+    return {w.lower() for w in re.findall(r"(?<=[a-z0-9,;:'] )[A-Z][A-Za-z0-9']+", text)}
 
 
 def _words(text: str) -> set[str]:
@@ -125,6 +134,18 @@ class KnowledgeBase:
         query = self.embedder.embed([question])[0]
         similarity = self._vectors @ query
         nearest = [int(i) for i in np.argsort(-similarity)[:3]]
+        # A name the question gives (Spain, Mexico) tells apart sections on one topic:
+        # the section naming it answers when its best sentence is nearly as close as any
+        # ("will my phone cost extra in Spain?" is not answered with the Day Pass abroad),
+        # but not a question about something else ("calling a mobile in India from home"
+        # is about calls from home, wherever India is).
+        names = _proper_names(question)
+        if names:
+            wider = [int(i) for i in np.argsort(-similarity)[:NAMED_NEAREST]]
+            found = self._named(question, query, similarity, wider, names)
+            best = max(float(self._sentence_scores(i, query, False).max()) for i in nearest)
+            if found is not None and found.score >= best - NAMED_MARGIN:
+                return found
         for titled in (False, True):
             scored = [(self._sentence_scores(i, query, titled), i) for i in nearest]
             sims, index = max(scored, key=lambda pair: float(pair[0].max()))
@@ -137,10 +158,12 @@ class KnowledgeBase:
         return self._named(question, query, similarity, nearest)
 
     def _named(self, question: str, query: np.ndarray, similarity: np.ndarray,
-               nearest: list[int]) -> Answer | None:
-        """The nearest passage that uses a word of the question no other passage uses (see
-        the module docstring): its sentences with that word, then its closest others."""
-        named = {w for w in _words(question) - _FUNCTION_WORDS
+               nearest: list[int], among: set[str] | None = None) -> Answer | None:
+        """The nearest passage that uses a word of the question (of ``among``, if given)
+        no other passage uses (see the module docstring): its sentences with that word,
+        then its closest others."""
+        words = _words(question) if among is None else among
+        named = {w for w in words - _FUNCTION_WORDS
                  if len(w) >= 3 and 0 < self._passage_count.get(w, 0) <= NAMED_PASSAGES}
         for index in nearest:
             if similarity[index] < NAMED_FLOOR or not named & self._passage_words[index]:
@@ -151,7 +174,8 @@ class KnowledgeBase:
                       if int(i) not in naming]
             chosen = sorted((naming + others)[: self.max_sentences])
             text = " ".join(passage.sentences[i] for i in chosen)
-            return Answer(text, passage.source, float(similarity[index]))
+            score = float(self._sentence_scores(index, query, False).max())
+            return Answer(text, passage.source, max(score, float(similarity[index])))
         return None
 
     def _sentence_scores(self, index: int, query: np.ndarray, titled: bool) -> np.ndarray:
