@@ -343,6 +343,27 @@ def test_an_address_change_without_the_address_asks_for_it_and_writes_nothing(as
     assert done.reply == "I've updated your address to 22 Harbour Road, Brightwater."
 
 
+def test_a_price_question_is_answered_and_the_change_offered_not_made(assistant) -> None:
+    crm = crm_for_suite()
+    manager = assistant.dialogue(crm)
+    state = manager.start()
+    told = _say(manager, state, "What would it cost me to upgrade to Unlimited 5G?")
+    assert "$45 a month" in told.reply and "go ahead" in told.reply
+    assert told.intent == "change_plan" and state.flow is None
+    _say(manager, state, "Yes please", "40019012 pin 2468")
+    assert crm.customer("40019012").plan == "Unlimited 5G"
+
+
+def test_a_price_question_declined_changes_nothing(assistant) -> None:
+    crm = crm_for_suite()
+    manager = assistant.dialogue(crm)
+    state = manager.start()
+    plan = crm.customer("40019012").plan
+    _say(manager, state, "How much would it cost to switch to Fibre 1000?", "No thanks",
+         "40019012 pin 2468")
+    assert crm.customer("40019012").plan == plan and not state.tickets
+
+
 def test_a_caller_who_forgot_the_pin_is_asked_for_the_date_of_birth(assistant) -> None:
     manager = assistant.dialogue(crm_for_suite())
     state = manager.start()

@@ -32,6 +32,13 @@ ANGER = re.compile(r"\b(ridiculous|useless|furious|angry|outrageous|disgusting|p
                    r"fed up|sick of|fucking|bloody|damn|shit|hate you|worst)\b", re.I)
 ALWAYS_SWITCH = {"speak_to_agent", "goodbye"}
 IDENTITY = {"account_number", "pin", "date_of_birth"}
+# A question about a price ("how much would it cost to ...", "do you charge for ..."), and
+# words that make it about the caller's own money instead ("how much do I owe?").
+PRICE = re.compile(r"\bhow much\b|\bcosts?\b|\bprices?\b|\bfees?\b|\bdo you charge\b|"
+                   r"\bis (?:it|there) (?:free|a charge)\b", re.I)
+HOW_MUCH = re.compile(r"\bhow much\b", re.I)  # a question, with or without its mark
+OWN_MONEY = re.compile(r"\b(?:owe|my (?:bill|balance)|charged me|i was charged|refund|"
+                       r"(?:have|got) (?:i )?(?:used|left)|data (?:have|did) i)\b", re.I)
 # "I forgot my PIN", "I don't know it", "no idea, sorry"
 FORGOTTEN = re.compile(r"\b(?:forgot|forgotten|forget|can'?t remember|cannot remember|"
                        r"don'?t remember|do not remember|don'?t know|do not know|no idea|"
@@ -139,10 +146,11 @@ class DialogueManager:
         if state.ended or state.handoff:
             return self._outcome(state, "", None, [], None)
         offered, state.offered_handoff = state.offered_handoff, False  # an offer lives one turn
+        proposed, state.offered_flow = state.offered_flow, None
         said: list[str] = []
         before_tickets = len(state.tickets)
         turn = self._hear(state, text, dtmf)
-        source = self._respond(state, turn, said, offered)
+        source = self._respond(state, turn, said, offered, proposed)
         if not said and not (state.ended or state.handoff):
             said.append(self._question(state))  # a caller is never left in silence
         if source:
@@ -178,7 +186,7 @@ class DialogueManager:
         return turn
 
     def _respond(self, state: DialogueState, turn: _Turn, said: list[str],
-                 offered: bool) -> str | None:
+                 offered: bool, proposed: str | None = None) -> str | None:
         """Decide the turn, most pressing first: a person wanted, the offer just made,
         identity given, the flow's question answered, then a new request. Returns the
         knowledge source the reply came from, if any."""
@@ -188,9 +196,13 @@ class DialogueManager:
             self._handoff(state, said, "caller asked for a person")
         elif offered and offers.is_consent(turn.text):
             self._handoff(state, said, "no answer in the knowledge base")
-        elif offered and offers.is_refusal(turn.text):
+        elif (offered or proposed) and offers.is_refusal(turn.text):
             said.append(self.domain.prompts.get(
                 "offer_declined", "No problem. Is there anything else I can help you with?"))
+        elif proposed and offers.is_consent(turn.text):
+            turn.intent = proposed  # "yes please" to "shall I go ahead?"
+            self._start_flow(state, proposed)
+            return self._run(state, said, turn)
         elif self._pin_forgotten(state, turn):
             said.append(self.domain.prompts.get("pin_forgotten", "No problem."))
             self._ask(state, said, "date_of_birth")
@@ -211,12 +223,35 @@ class DialogueManager:
             self._misunderstood(state, said)
         elif state.pending and turn.intent == state.flow:
             self._unanswered(state, said)  # the same request again, without the answer
+        elif turn.intent and self._price_first(state, turn):
+            answer = self.knowledge.answer(turn.text) if self.knowledge else None
+            assert answer is not None  # _price_first made sure
+            said.append(answer.text)
+            said.append(self.domain.prompts.get("offer_action",
+                                                "Would you like me to go ahead with that?"))
+            state.offered_flow = turn.intent
+            return answer.source
         elif turn.intent:  # a keypad entry that fits nothing starts no flow
             state.misunderstandings = 0
             if turn.intent != state.flow or state.pending is None:
                 self._start_flow(state, turn.intent)
             return self._run(state, said, turn)
         return None
+
+    def _price_first(self, state: DialogueState, turn: _Turn) -> bool:
+        """A question about what something costs, whose request would change something
+        ("what would it cost to upgrade to Unlimited 5G?", "do you charge for an engineer
+        visit?"): the price is told from the knowledge base and the change offered, not
+        made. Only a new request the pack has the price for; "switch me to Unlimited 5G"
+        and "how much do I owe?" go to their flows as before."""
+        if (turn.dtmf or state.pending is not None or turn.intent == state.flow
+                or not (offers.asks_a_question(turn.text) or HOW_MUCH.search(turn.text))
+                or not PRICE.search(turn.text)
+                or OWN_MONEY.search(turn.text) or self.knowledge is None):
+            return False
+        acts = any(kind in ("update", "create_ticket")
+                   for kind, _ in _steps(self.domain.flows.get(turn.intent, [])))
+        return acts and self.knowledge.answer(turn.text) is not None
 
     def _pin_forgotten(self, state: DialogueState, turn: _Turn) -> bool:
         """Asked for the PIN, the caller does not know it ("I forgot my PIN"): the date of

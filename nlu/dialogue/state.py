@@ -25,6 +25,7 @@ class DialogueState:
     misunderstandings: int = 0
     anger: int = 0
     offered_handoff: bool = False  # asked "shall I put you through?": lives one turn
+    offered_flow: str | None = None  # told a price, asked "shall I go ahead?": lives one turn
     handoff: bool = False
     handoff_reason: str = ""
     ended: bool = False
