@@ -311,13 +311,16 @@ class SlotExtractor:
             return _after_keyword(lowered, pos, birth_words)
 
         if birth:
-            past = _kept(lowered, [(pos, end, day) for pos, end, day in dates if day < today])
+            born_by = today - dt.timedelta(days=round(365.25 * HOLDER_AGE_YEARS))
+            past = _kept(lowered, [(pos, end, day) for pos, end, day in dates if day <= born_by])
             ranked = sorted((not said_as_birth(pos), pos, day) for pos, _, day in past)
             return ranked[0][2].isoformat() if ranked else None
         said = [(pos, end, day) for pos, end, day in dates if not said_as_birth(pos)]
         said = _kept(lowered, sorted(said + _days_named(lowered, today, dates)))
-        coming = [day for _, _, day in said if day >= today]
-        return coming[0].isoformat() if coming else None
+        # a day gone by this past year is reported too (the flow tells the caller it has
+        # passed); an older one is no visit ("the 31st of December 1965")
+        said = [d for d in said if d[2] >= today - dt.timedelta(days=366)]
+        return said[0][2].isoformat() if said else None
 
 
 # Slot types read from the digits no account number or PIN took.
@@ -534,10 +537,20 @@ def _kept(text: str, dates: list[tuple[int, int, dt.date]]) -> list[tuple[int, i
 
 
 def _next_year(today: dt.date, month: int, day: int) -> int:
-    try:
-        return today.year if dt.date(today.year, month, day) >= today else today.year + 1
-    except ValueError:
-        return today.year
+    """The year of a date said without one: the next time it comes, unless it went by in
+    the last ``RECENT_DAYS`` ("the 28th of November" on 1 December is the day just gone,
+    not next year's, so the caller hears it has passed)."""
+    for year in (today.year - 1, today.year, today.year + 1):
+        date = _safe_date(year, month, day)
+        if date is not None and today - dt.timedelta(days=RECENT_DAYS) <= date:
+            return year
+    return today.year
+
+
+RECENT_DAYS = 31
+# A date of birth is at least this many years ago: an account holder is no child, and a
+# date just gone ("the 30th of November 2026", for a visit) is no birthday.
+HOLDER_AGE_YEARS = 16
 
 
 def _safe_date(year: int, month: int, day: int) -> dt.date | None:
@@ -620,17 +633,26 @@ def _address(text: str, keywords: tuple[str, ...], expected: bool) -> str | None
             value = text[start:].strip(" .,!?")
             value = re.split(r"[.!?](?:\s|$)", value)[0]
             if len(value) >= 3 and _names_a_place(value, keywords):
-                return _house_number(value)
+                long = len(value.split()) > ADDRESS_WORDS
+                found = _STREET_ADDRESS.search(value) if long else None
+                return found.group().strip(" ,.") if found else _house_number(value)
     street = _STREET_ADDRESS.search(text)
     if street and not expected:
         return street.group().strip(" ,.")
     if expected:
         value = re.sub(r"^(it'?s|it is|i live (at|on|in)|that'?s|the address is)\s+", "",
                        text.strip(" .,!?"), flags=re.I)
+        value = re.split(r"[.!?](?:\s|$)", value)[0].strip(" ,")  # one sentence, no more
         if not _names_a_place(value, keywords):
             return None  # "I want to speak to a person": another request, not an address
+        if len(value.split()) > ADDRESS_WORDS and street:
+            return street.group().strip(" ,.")  # "19 Canal Street, Kingsbridge, and also..."
         return _house_number(value) or None
     return None
+
+
+# An answer longer than this is more than an address; its house number and street are kept.
+ADDRESS_WORDS = 12
 
 
 def _names_a_place(value: str, keywords: tuple[str, ...]) -> bool:
