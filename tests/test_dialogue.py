@@ -364,6 +364,25 @@ def test_a_price_question_declined_changes_nothing(assistant) -> None:
     assert crm.customer("40019012").plan == plan and not state.tickets
 
 
+def test_a_question_asked_while_a_pin_is_awaited_is_answered_then_the_pin_asked_again(
+        assistant) -> None:
+    manager = assistant.dialogue(crm_for_suite())
+    state = manager.start()
+    _say(manager, state, "What's my balance?", "It's 40019012")
+    aside = _say(manager, state, "Hang on, before I find it, what are your store opening hours?")
+    assert "catch" not in aside.reply and aside.knowledge_source
+    assert aside.reply.endswith(state.question) and state.pending == "pin"
+    assert _say(manager, state, "2468").verified
+
+
+def test_an_upset_callers_complaint_is_recorded_before_the_transfer(assistant) -> None:
+    manager = assistant.dialogue(crm_for_suite())
+    state = manager.start()
+    out = _say(manager, state, "This is ridiculous, your service is useless and I want to "
+                               "make a formal complaint!")
+    assert out.handoff and [t.type for t in out.tickets] == ["complaint"]
+
+
 def test_a_caller_who_forgot_the_pin_is_asked_for_the_date_of_birth(assistant) -> None:
     manager = assistant.dialogue(crm_for_suite())
     state = manager.start()

@@ -191,7 +191,12 @@ class DialogueManager:
         identity given, the flow's question answered, then a new request. Returns the
         knowledge source the reply came from, if any."""
         if state.anger >= self.policy.anger_handoff:
+            source = None
+            if self._complaint_to_record(state, turn):  # recorded first, then a person
+                self._start_flow(state, "complaint")
+                source = self._run(state, said, turn)
             self._handoff(state, said, "caller is upset")
+            return source
         elif self._wants_person(turn):
             self._handoff(state, said, "caller asked for a person")
         elif offered and offers.is_consent(turn.text):
@@ -214,6 +219,12 @@ class DialogueManager:
         elif turn.intent == "goodbye" and turn.confidence >= self.policy.switch_confidence:
             self._start_flow(state, turn.intent)
             return self._run(state, said, turn)
+        elif self._side_question(state, turn):
+            answer = self.knowledge.answer(turn.text) if self.knowledge else None
+            assert answer is not None  # _side_question made sure
+            said.append(answer.text)
+            said.append(state.question)  # then the question still waiting for its answer
+            return answer.source
         elif self._answerable(state, turn):
             state.misunderstandings = 0
             turn.intent = "knowledge_question"  # what the turn served; ``recognised`` stays
@@ -237,6 +248,24 @@ class DialogueManager:
                 self._start_flow(state, turn.intent)
             return self._run(state, said, turn)
         return None
+
+    def _complaint_to_record(self, state: DialogueState, turn: _Turn) -> bool:
+        """An upset caller making a complaint: it is recorded before the transfer, so the
+        formal complaint asked for exists whatever the colleague does next."""
+        return (turn.intent == "complaint" and turn.confidence >= self.policy.min_confidence
+                and "complaint" in self.domain.flows
+                and not any(t.type == "complaint" for t in state.tickets))
+
+    def _side_question(self, state: DialogueState, turn: _Turn) -> bool:
+        """A question the knowledge base answers, asked while the assistant waits for an
+        answer of its own ("before I find my PIN, what time does phone support close?"):
+        answered, and the waiting question asked again, not "I didn't catch that"."""
+        if (state.pending is None or turn.dtmf or turn.found or self.knowledge is None
+                or not offers.asks_a_question(turn.text)):
+            return False
+        aside = (turn.intent in ("knowledge_question", "out_of_scope")
+                 or turn.confidence < self.policy.min_confidence)
+        return aside and self.knowledge.answer(turn.text) is not None
 
     def _price_first(self, state: DialogueState, turn: _Turn) -> bool:
         """A question about what something costs, whose request would change something
