@@ -51,6 +51,16 @@ _FUNCTION_WORDS_TEXT = (
 _FUNCTION_WORDS = frozenset(_FUNCTION_WORDS_TEXT.split())
 
 
+# A question about a price, and an answer that states one: a figure, or free / no charge.
+_PRICE_QUESTION = re.compile(r"\bhow much\b|\bcosts?\b|\bprices?\b|\bfees?\b|\bcharges?\b|"
+                             r"\bis (?:it|that|there) (?:free|extra)\b|\bpay (?:extra|more)\b",
+                             re.I)
+_STATES_A_PRICE = re.compile(r"\$\s?\d|\d\s?(?:cents?|dollars?|pounds?|%)|\bfree\b|"
+                             r"\bno (?:extra |additional )?(?:charge|cost|fee)s?\b|"
+                             r"\bat no (?:extra )?cost\b|\bincluded\b|\bnormal allowance\b",
+                             re.I)
+
+
 def _proper_names(text: str) -> set[str]:
     """Words written with a capital inside the sentence ("to Spain", "my PAC"), lowered."""
     return {w.lower() for w in re.findall(r"(?<=[a-z0-9,;:'] )[A-Z][A-Za-z0-9']+", text)}
@@ -127,6 +137,9 @@ class KnowledgeBase:
         if last[0] == question:  # asked again in the same turn (is it answerable? answer it)
             return last[1]
         found = self._answer(question)
+        if found is not None and _PRICE_QUESTION.search(question) and \
+                not _STATES_A_PRICE.search(found.text):
+            found = None  # "do you charge for paper bills?" is not answered by when bills come
         self._last = (question, found)
         return found
 
@@ -152,7 +165,7 @@ class KnowledgeBase:
             score = float(sims.max())
             if score >= self.threshold:
                 passage = self.passages[index]
-                chosen = sorted(np.argsort(-sims)[: self.max_sentences])
+                chosen = self._pick(passage, [int(i) for i in np.argsort(-sims)], question)
                 text = " ".join(passage.sentences[i] for i in chosen)
                 return Answer(text, passage.source, score)
         return self._named(question, query, similarity, nearest)
@@ -172,11 +185,25 @@ class KnowledgeBase:
             naming = [i for i, s in enumerate(passage.sentences) if named & _words(s)]
             others = [int(i) for i in np.argsort(-self._sentence_scores(index, query, False))
                       if int(i) not in naming]
-            chosen = sorted((naming + others)[: self.max_sentences])
+            chosen = self._pick(passage, naming + others, question)
             text = " ".join(passage.sentences[i] for i in chosen)
             score = float(self._sentence_scores(index, query, False).max())
             return Answer(text, passage.source, max(score, float(similarity[index])))
         return None
+
+    def _pick(self, passage: Passage, ranked: list[int], question: str) -> list[int]:
+        """The first ``max_sentences`` of ``ranked`` (sentence numbers, best first), in the
+        passage's order; a price question gets the passage's best sentence that states a
+        price in place of the last, if none of them does ("is France extra?": the
+        Travel Zone's "at no extra cost", not only its list of countries)."""
+        chosen = ranked[: self.max_sentences]
+        if _PRICE_QUESTION.search(question) and not any(
+                _STATES_A_PRICE.search(passage.sentences[i]) for i in chosen):
+            priced = next((i for i in ranked if _STATES_A_PRICE.search(passage.sentences[i])),
+                          None)
+            if priced is not None:
+                chosen = [*chosen[: self.max_sentences - 1], priced]
+        return sorted(chosen)
 
     def _sentence_scores(self, index: int, query: np.ndarray, titled: bool) -> np.ndarray:
         """Each sentence's similarity to the question, alone or under its section's title."""

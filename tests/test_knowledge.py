@@ -26,6 +26,15 @@ from nlu.knowledge import KnowledgeBase
      "ombudsman"),
     ("what's a PAC and how do I get one",
      "stores_and_policies.md#Moving your number to us (porting)", "porting code"),
+    # a country the question names picks the section that names it ...
+    ("I'm off to Spain next week, will my phone cost me extra over there?",
+     "roaming.md#Travel Zone", "no extra cost"),
+    # ... unless the question is about something else
+    ("What's the rate for ringing a mobile number in India from here at home?",
+     "roaming.md#International calls from home", "25 cents"),
+    # a price question gets the section's sentence that states a price
+    ("And will my plan work in France next week, is that extra?", "roaming.md#Travel Zone",
+     "no extra cost"),
 ])
 def test_questions_find_the_section_that_answers_them(assistant, question: str, source: str,
                                                       fact: str) -> None:
@@ -38,6 +47,7 @@ def test_questions_find_the_section_that_answers_them(assistant, question: str, 
 @pytest.mark.parametrize("question", [
     "Do you offer a student discount?", "What's the capital of Peru?",
     "What's the weather like tomorrow?", "How do I get to the airport?",
+    "Do you charge extra for sending paper bills by post?",  # no section states that price
     # a word of the pack's, in a question far from what the pack says
     "what's the weather in Canada", "can you recommend a restaurant in Mexico City",
 ])
