@@ -145,7 +145,8 @@ def run_call(call: dict[str, Any], manager: DialogueManager, hear: Hear,
     result = CallResult(name=str(call.get("name", "unnamed")))
     state = manager.start(str(call.get("caller_id", "")))
     created: list[Ticket] = []
-    for turn in call["turns"]:
+    unheard: list[str] = []
+    for index, turn in enumerate(call["turns"]):
         if "dtmf" in turn:
             caller = f"[dtmf {turn['dtmf']}]"
             outcome = manager.handle(state, dtmf=str(turn["dtmf"]))
@@ -161,10 +162,15 @@ def run_call(call: dict[str, Any], manager: DialogueManager, hear: Hear,
         turn_result.failures = check_turn(turn.get("expect") or {}, outcome)
         result.turns.append(turn_result)
         if outcome.end_call:
+            left = len(call["turns"]) - index - 1
+            if left:  # the script went on: a test of those turns must not pass unheard
+                unheard.append(f"the call ended after turn {index + 1} "
+                               f"({'transferred' if outcome.handoff else 'hung up'}); "
+                               f"{left} scripted turn(s) never heard")
             break
     result.summary = manager.summary(state)
-    result.failures = check_call(call.get("expect") or {}, result, created, state.verified,
-                                 state.handoff)
+    result.failures = unheard + check_call(call.get("expect") or {}, result, created,
+                                           state.verified, state.handoff)
     return result
 
 
