@@ -383,11 +383,48 @@ def test_an_upset_callers_complaint_is_recorded_before_the_transfer(assistant) -
     assert out.handoff and [t.type for t in out.tickets] == ["complaint"]
 
 
+@pytest.mark.parametrize("text", ["what?", "uh", "hmm, sorry?"])
+def test_only_words_that_close_a_call_end_it(assistant, text: str) -> None:
+    manager = _doubting(assistant, {text: ("goodbye", 0.9), "ok that's all, bye": ("goodbye",
+                                                                                      0.9)})
+    state = manager.start()
+    assert not _say(manager, state, text).end_call and not state.ended
+    assert _say(manager, state, "ok that's all, bye").end_call
+
+
+def test_a_caller_who_did_not_hear_is_told_again(assistant) -> None:
+    manager = assistant.dialogue(crm_for_suite())
+    state = manager.start()
+    asked = _say(manager, state, "What's my balance?")
+    again = _say(manager, state, "sorry, what was that?")
+    assert again.reply == asked.reply and not again.end_call
+
+
+def test_an_account_number_keyed_when_the_pin_is_asked_is_the_account_number(assistant
+                                                                             ) -> None:
+    manager = assistant.dialogue(crm_for_suite())
+    state = manager.start()
+    _say(manager, state, "What's my balance?", "It's 40011234")
+    keyed = manager.handle(state, dtmf="40019012#")
+    assert keyed.slots.get("account_number") == "40019012" and "pin" not in keyed.slots
+
+
+def test_a_scripted_turn_after_the_call_ended_fails_the_call(assistant) -> None:
+    call = {"name": "goes on after the transfer",
+            "turns": [{"say": "Put me through to a real person"}, {"say": "hello?"}]}
+    result = run_call(call, assistant.dialogue(crm_for_suite()), text_mode, SUITE.parent)
+    assert result.failures and "never heard" in result.failures[0]
+
+
 def test_a_caller_who_forgot_the_pin_is_asked_for_the_date_of_birth(assistant) -> None:
     manager = assistant.dialogue(crm_for_suite())
     state = manager.start()
     asked = _say(manager, state, "What's my balance?", "It's 40019012", "I forgot my PIN")
     assert "date of birth" in asked.reply and not state.verified
+    other = manager.start()
+    asked = _say(manager, other, "What's my balance?", "It's 40019012",
+                 "I don't actually remember my PIN")
+    assert "date of birth" in asked.reply
     assert _say(manager, state, "the second of November 1976").verified
 
 

@@ -32,6 +32,11 @@ ANGER = re.compile(r"\b(ridiculous|useless|furious|angry|outrageous|disgusting|p
                    r"fed up|sick of|fucking|bloody|damn|shit|hate you|worst)\b", re.I)
 ALWAYS_SWITCH = {"speak_to_agent", "goodbye"}
 IDENTITY = {"account_number", "pin", "date_of_birth"}
+# "Sorry, what was that?", "pardon?", "can you say that again?"
+REPEAT = re.compile(r"\b(?:what was that|pardon|(?:say|repeat) (?:that|it|this)(?: again)?|"
+                    r"come again|didn'?t (?:catch|hear|get) (?:that|you|it)|what did you say|"
+                    r"one more time)\b|^\W*(?:sorry|what|huh|eh)\W*$", re.I)
+QUESTION_WORDS = 4  # words a doubted question needs to count as heard ("what?" does not)
 # A question about a price ("how much would it cost to ...", "do you charge for ..."), and
 # words that make it about the caller's own money instead ("how much do I owe?").
 PRICE = re.compile(r"\bhow much\b|\bcosts?\b|\bprices?\b|\bfees?\b|\bdo you charge\b|"
@@ -40,9 +45,9 @@ HOW_MUCH = re.compile(r"\bhow much\b", re.I)  # a question, with or without its 
 OWN_MONEY = re.compile(r"\b(?:owe|my (?:bill|balance)|charged me|i was charged|refund|"
                        r"(?:have|got) (?:i )?(?:used|left)|data (?:have|did) i)\b", re.I)
 # "I forgot my PIN", "I don't know it", "no idea, sorry"
-FORGOTTEN = re.compile(r"\b(?:forgot|forgotten|forget|can'?t remember|cannot remember|"
-                       r"don'?t remember|do not remember|don'?t know|do not know|no idea|"
-                       r"not sure what it is|never (?:had|set|got))\b", re.I)
+FORGOTTEN = re.compile(r"\b(?:forgot|forgotten|forget|no idea|not sure what it is|"
+                       r"(?:can'?t|cannot|don'?t|do not)\s+(?:\w+\s+)?(?:remember|recall|know)|"
+                       r"never (?:had|set|got))\b", re.I)
 FILLER = re.compile(r"\b(it'?s|it is|my|is|the|and|account|number|no|pin|code|date|of|birth|"
                     r"born|on|hi|hello|yes|sure|ok(ay)?|here|that'?s|i|am|er|um|uh)\b", re.I)
 CUSTOMER_FIELDS = frozenset(f.name for f in fields(Customer))  # what a CRM record can keep
@@ -175,6 +180,8 @@ class DialogueManager:
                          self._drop_misreadings(self.extractor.extract(text, state.pending)),
                          understanding.intent)
             state.anger += len(ANGER.findall(text))
+            if turn.intent == "goodbye" and not offers.says_goodbye(text):
+                turn.confidence = 0.0  # "what?", "uh": never a reason to hang up
         turn.progress = bool(state.pending and state.pending in turn.found)
         if turn.progress and state.flow:
             turn.intent = state.flow  # the turn answered the assistant's question
@@ -208,6 +215,13 @@ class DialogueManager:
             turn.intent = proposed  # "yes please" to "shall I go ahead?"
             self._start_flow(state, proposed)
             return self._run(state, said, turn)
+        elif not turn.dtmf and REPEAT.search(turn.text) and not turn.found and \
+                (last := next((t for s, t in reversed(state.transcript[:-1]) if s == "agent"),
+                              "")):
+            said.append(last)  # "sorry, what was that?": said again, nothing else changes
+            if offered:
+                state.offered_handoff = True
+            state.offered_flow = proposed
         elif self._pin_forgotten(state, turn):
             said.append(self.domain.prompts.get("pin_forgotten", "No problem."))
             self._ask(state, said, "date_of_birth")
@@ -364,8 +378,13 @@ class DialogueManager:
             return False
         if self.knowledge.answer(turn.text) is not None:
             return True
-        return (turn.intent in ("out_of_scope", "knowledge_question") and doubted
-                and offers.asks_a_question(turn.text))
+        # A question heard in full, whatever the recogniser doubts, was heard: "I'd rather
+        # not guess" and a colleague, not "I didn't catch that".
+        if not doubted:
+            return False
+        if turn.intent in ("out_of_scope", "knowledge_question"):
+            return offers.asks_a_question(turn.text)
+        return "?" in turn.text and len(turn.text.split()) >= QUESTION_WORDS and not turn.found
 
     def _unclear(self, state: DialogueState, intent: str, confidence: float,
                  found: dict[str, str]) -> bool:

@@ -78,3 +78,20 @@ def asks_a_question(text: str) -> bool:
     words = _WORD.findall(text.lower().replace("’", "'"))
     first = next((w for w in words if w not in _FILLERS), "")
     return first in _QUESTION_WORDS
+
+
+_GOODBYE = re.compile(
+    r"\b(?:good ?bye|bye|cheers|ta-ra|take care|see you|speak soon|talk (?:to you )?later|"
+    r"that'?s (?:all|it|everything|fine)|that will be all|that'?ll be all|nothing else|"
+    r"no(?:thing)? more|all (?:done|set|sorted|good)|i'?m (?:done|all set|good|fine|sorted)|"
+    r"have a (?:good|nice|great|lovely) (?:day|one|evening|night|weekend)|no,? thanks|"
+    r"no,? thank you|nope|hang(?:ing)? up|(?:got|have|need) to go|gotta go)\b")
+_THANKS_ONLY = re.compile(r"^\W*(?:ok(?:ay)?\W+|great\W+|perfect\W+|lovely\W+)?"
+                          r"(?:thanks|thank you)(?: (?:very|so) much)?\W*$")
+
+
+def says_goodbye(text: str) -> bool:
+    """Words that close a call ("that's all, thanks", "bye", a bare "thank you"): the
+    call ends only on them, whatever a recogniser makes of "what?" or "uh"."""
+    lowered = text.lower().replace("’", "'")
+    return bool(_GOODBYE.search(lowered) or _THANKS_ONLY.match(lowered))
