@@ -125,11 +125,17 @@ class SlotExtractor:
         value = re.sub(r"[^0-9]", "", digits.split("#")[0])
         if not value:
             return {}
-        if expected in self.specs and self.specs[expected].dtmf:
-            return {expected: value}
+        spec = self.specs.get(expected or "")
+        if spec is not None and spec.dtmf and (
+                spec.type != "digits" or spec.min_digits <= len(value) <= spec.max_digits):
+            return {spec.name: value}
+        # keyed for another slot than the one asked for (the account number when the PIN
+        # was asked): the one slot its length fits
         fits = [s for s in self.specs.values() if s.dtmf and s.type == "digits"
                 and s.min_digits <= len(value) <= s.max_digits]
-        return {fits[0].name: value} if len(fits) == 1 else {}
+        if len(fits) == 1:
+            return {fits[0].name: value}
+        return {spec.name: value} if spec is not None and spec.dtmf else {}  # checked, refused
 
     @staticmethod
     def _split(run: str, open_slots: list[SlotSpec], expected: str | None) -> dict[str, str]:
@@ -662,6 +668,8 @@ def _names_a_place(value: str, keywords: tuple[str, ...]) -> bool:
         return False
     if re.search(r"\b[td]\W*k\W*[td]\W*-?\s*\d", value, re.I):
         return False  # "the reference is T K T 000001" is a ticket
+    if re.search(r"\b(?:account|pin|passcode|password|date of birth|born)\b", value, re.I):
+        return False  # "address? Account 40027788 PIN 7302": identity, not a place
     return _looks_like_a_place(value, keywords)
 
 
