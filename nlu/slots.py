@@ -273,6 +273,13 @@ class SlotExtractor:
                 if (free(start, end) and numbers_fit and close.real_quick_ratio() > 0.85
                         and close.quick_ratio() > 0.85 and close.ratio() > 0.85):
                     mentions.append((start, end, plan))
+        # broadband named by its speed: "the 500 meg fibre", "1 gig broadband"
+        for m in _SPEED.finditer(lowered):
+            megabits = int(m.group(1)) * (1000 if m.group(2).startswith("g") else 1)
+            plan = next((p for p in self.plans if re.fullmatch(rf"(?:fibre|fiber)\s*{megabits}",
+                                                                p.lower())), None)
+            if plan is not None and free(*m.span()):
+                mentions.append((m.start(), m.end(), plan))
         return sorted(mentions)
 
     def _words_shared(self, plan: str) -> bool:
@@ -335,6 +342,9 @@ _CORRECTION_MARKER = (r"oh|no|sorry|wait|hang on|hold on|i mean|i meant|actually
                       r"or rather|rather|scratch that|my mistake|my bad")
 _CORRECTION_FILLER = ["it'?s", "it is", "that'?s", "that is", "make (?:that|it)", "it should be",
                       "should be", "the", "my", "is", "was"]
+# A broadband speed: "500 meg", "100 mbps", "1 gig fibre" (gigabytes alone are data).
+_SPEED = re.compile(r"\b(\d{1,4})\s*(meg(?:s|abits?)?|mbps|mb/s|mbit|"
+                    r"gig(?:s|abit)?(?=\s+(?:fibre|fiber|broadband|internet)))\b")
 _YEAR_RESTATED = re.compile(
     rf"\b(\d{{2}})[\s,.;:!-]*(?:(?:{_CORRECTION_MARKER})\b[\s,.;:!-]*)+"
     rf"(?:(?:i mean|it'?s|that'?s)\b[\s,.;:!-]*)*((?:19|20)(\d{{2}}))\b", re.I)

@@ -200,9 +200,12 @@ def test_numbers_in_pairs_are_a_pin_when_a_pin_is_asked_for(slots: SlotExtractor
     ("I'm on Basic Talk but I want Unlimited 5G", "Unlimited 5G"),
     ("The fibre one thousand package please", "Fibre 1000"),
     ("fiber 500 please", "Fibre 500"),
+    ("upgrade my broadband to the 500 meg fibre", "Fibre 500"),  # named by its speed
+    ("the 1 gig fibre please", "Fibre 1000"),
+    ("I only use 20 gig of data", None),  # gigabytes alone are data, not a speed
 ])
 def test_the_plan_asked_for_is_the_one_chosen(slots: SlotExtractor, said: str,
-                                              plan: str) -> None:
+                                              plan: str | None) -> None:
     assert slots.extract(said, "plan_name").get("plan_name") == plan
 
 
