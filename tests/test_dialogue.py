@@ -52,6 +52,23 @@ def test_summary_for_the_agent_holds_no_secrets(assistant) -> None:
     assert "check_balance" in summary["requests"]
 
 
+def test_a_question_the_pack_cannot_answer_leaves_the_call_unresolved(assistant) -> None:
+    manager = assistant.dialogue(crm_for_suite())
+    state = manager.start()
+    manager.handle(state, text="Do you do gift vouchers for the cinema?")
+    manager.handle(state, text="No thanks")
+    summary = manager.summary(state)
+    assert summary["disposition"] == "unresolved" and not summary["completed"]
+
+
+def test_the_agent_sees_plan_and_house_numbers_but_no_secret_ones(assistant) -> None:
+    manager = assistant.dialogue(crm_for_suite())
+    state = manager.start()
+    manager.handle(state, text="I live at 7 Mill Street and want Everyday 20, pin 2468")
+    assert manager.summary(state)["last_caller_words"] == (
+        "I live at 7 Mill Street and want Everyday 20, pin ####")
+
+
 def test_json_report_counts_passes_and_failures(assistant, tmp_path: Path) -> None:
     scenario = tmp_path / "one.yaml"
     scenario.write_text(yaml.safe_dump({"calls": [

@@ -465,6 +465,9 @@ class DialogueManager:
                 said.append(self._say(state, arg))
             elif kind == "knowledge":
                 source = self._knowledge(state, said, turn.text)
+                if source is None:  # not known: a colleague offered, the request not resolved
+                    state.flow = state.pending = None
+                    return None
             elif kind == "handoff":
                 self._handoff(state, said, str(arg or "flow"))
                 return source
@@ -816,4 +819,9 @@ def _only_identity(text: str) -> bool:
 
 
 def _mask_digits(text: str) -> str:
-    return re.sub(r"\d", "#", text)
+    """Numbers that may be secret (four digits or more, read together or apart: a PIN, an
+    account, a card) masked; a plan's or a house's number and a ticket id kept."""
+    def mask(m: re.Match[str]) -> str:
+        digits = re.sub(r"\D", "", m.group())
+        return re.sub(r"\d", "#", m.group()) if len(digits) >= 4 else m.group()
+    return re.sub(r"(?<![\w-])\d(?:[\d ,.-]*\d)?(?![\w])", mask, text)
