@@ -13,6 +13,7 @@ import difflib
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from nlu.numbers import (
     HOMOPHONES,
@@ -24,6 +25,7 @@ from nlu.numbers import (
     spoken_prices_to_text,
 )
 
+_Said = TypeVar("_Said")  # a value found in the text: a date, a plan name
 MONTHS = {m.lower(): i for i, m in enumerate(
     ["January", "February", "March", "April", "May", "June", "July", "August", "September",
      "October", "November", "December"], 1)}
@@ -300,6 +302,9 @@ class SlotExtractor:
         if not mentions:
             return None
         lowered = text.lower()
+        kept = _kept(lowered, mentions)  # "Family Share, sorry no, I meant Unlimited 5G"
+        if len(kept) < len(mentions):
+            return kept[-1][2]
 
         def cue(pattern: re.Pattern[str]) -> list[str]:
             return [plan for start, _, plan in mentions
@@ -443,7 +448,7 @@ def _date_patterns(short_years: bool = False) -> list[str]:
             else r"(?:,?\s*((?:19|20)\d{2})\b)?")
     return [
         r"\b(\d{4})-(\d{1,2})-(\d{1,2})\b",
-        rf"\b{day}\s+(?:of\s+)?({MONTH_WORDS})\b\.?{year}",
+        rf"\b{day}\s+(?:of\s+|on\s+)?({MONTH_WORDS})\b\.?{year}",  # "on": "of" misheard
         rf"\b({MONTH_WORDS})\.?\s+(?:the\s+)?{day}{year}",
         r"\b(\d{1,2})/(\d{1,2})/(\d{4})\b",
     ]
@@ -538,9 +543,10 @@ def _weekday_on(today: dt.date, weekday: int, day: int) -> dt.date:
                                                           or 7)
 
 
-def _kept(text: str, dates: list[tuple[int, int, dt.date]]) -> list[tuple[int, int, dt.date]]:
-    """The dates the caller did not take back: one followed by a correction ("no, sorry,
-    I mean") and another date is dropped."""
+def _kept(text: str, dates: list[tuple[int, int, _Said]]) -> list[tuple[int, int, _Said]]:
+    """What the caller did not take back, of values said at (start, end) in ``text``
+    (dates, plans): one followed by a correction ("no, sorry, I mean") and another value
+    is dropped."""
     kept = []
     for k, (start, end, day) in enumerate(dates):
         following = dates[k + 1][0] if k + 1 < len(dates) else None

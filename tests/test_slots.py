@@ -104,6 +104,7 @@ def test_a_number_another_value_explains_is_no_pin(slots: SlotExtractor, text: s
     ("my date of birth is 23/11/1979", "1979-11-23"),  # day first: 23 is no month
     ("03/09/1984", "1984-03-09"),  # US order where both can be a month
     ("born 2nd of June 1991, no sorry, 2nd of July 1991", "1991-07-02"),  # taken back
+    ("born the 9th on March 1984", "1984-03-09"),  # "of" heard as "on"
 ])
 def test_a_date_of_birth_is_read_however_it_is_said(slots: SlotExtractor, said: str,
                                                     born: str) -> None:
@@ -203,6 +204,7 @@ def test_numbers_in_pairs_are_a_pin_when_a_pin_is_asked_for(slots: SlotExtractor
     ("upgrade my broadband to the 500 meg fibre", "Fibre 500"),  # named by its speed
     ("the 1 gig fibre please", "Fibre 1000"),
     ("I only use 20 gig of data", None),  # gigabytes alone are data, not a speed
+    ("But me on family share, sorry no, I meant unlimited 5G", "Unlimited 5G"),  # taken back
 ])
 def test_the_plan_asked_for_is_the_one_chosen(slots: SlotExtractor, said: str,
                                               plan: str | None) -> None:
