@@ -433,6 +433,53 @@ def test_a_scripted_turn_after_the_call_ended_fails_the_call(assistant) -> None:
     assert result.failures and "never heard" in result.failures[0]
 
 
+def test_a_second_request_in_the_same_breath_is_answered_after_the_first(assistant) -> None:
+    manager = assistant.dialogue(crm_for_suite())
+    state = manager.start()
+    done = _say(manager, state, "Can you tell me my balance and also how much data I've used?",
+                "40019012 pin 2468")
+    assert "37.85" in done.reply and "17.6" in done.reply
+    assert {"check_balance", "data_usage"} <= set(manager.summary(state)["requests"])
+
+
+def test_a_request_that_acts_is_never_taken_from_part_of_a_turn(assistant) -> None:
+    text = "What's my balance and can you cancel my broadband"
+    manager = _doubting(assistant, {text: ("check_balance", 0.9),
+                                    "What's my balance": ("check_balance", 0.9),
+                                    "can you cancel my broadband": ("cancel_service", 0.95),
+                                    "40019012 pin 2468": ("check_balance", 0.1)})
+    state = manager.start()
+    _say(manager, state, text, "40019012 pin 2468")
+    assert not state.tickets and not state.queued
+
+
+def test_no_thanks_to_an_offer_declines_it_and_keeps_the_call(assistant) -> None:
+    manager = assistant.dialogue(crm_for_suite())
+    state = manager.start()
+    _say(manager, state, "What would it cost me to upgrade to Unlimited 5G?")
+    declined = _say(manager, state, "no thanks, just wondering")
+    assert not declined.end_call and "anything else" in declined.reply
+
+
+def test_another_account_named_after_verification_needs_its_own_check(assistant) -> None:
+    manager = assistant.dialogue(crm_for_suite())
+    state = manager.start()
+    _say(manager, state, "What's my balance?", "40019012 pin 2468")
+    other = _say(manager, state, "And what's the balance on account 40011234?")
+    assert not other.verified and "62.40" not in other.reply and "37.85" not in other.reply
+    assert "PIN" in other.reply
+    assert "62.40" in _say(manager, state, "4821").reply
+
+
+def test_the_ticket_just_opened_is_the_one_asked_about(assistant) -> None:
+    manager = assistant.dialogue(crm_for_suite())
+    state = manager.start()
+    opened = _say(manager, state, "I want to make a formal complaint about your service")
+    ticket = opened.tickets[0].id
+    status = _say(manager, state, "what's the status of that ticket you just opened?")
+    assert ticket in status.reply
+
+
 def test_a_caller_who_forgot_the_pin_is_asked_for_the_date_of_birth(assistant) -> None:
     manager = assistant.dialogue(crm_for_suite())
     state = manager.start()

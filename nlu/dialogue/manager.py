@@ -36,6 +36,14 @@ IDENTITY = {"account_number", "pin", "date_of_birth"}
 REPEAT = re.compile(r"\b(?:what was that|pardon|(?:say|repeat) (?:that|it|this)(?: again)?|"
                     r"come again|didn'?t (?:catch|hear|get) (?:that|you|it)|what did you say|"
                     r"one more time)\b|^\W*(?:sorry|what|huh|eh)\W*$", re.I)
+# Where one turn joins two requests, and how sure each part must be of its own.
+ALSO = re.compile(r",?\s+\b(?:and also|and then|and|as well as|plus|also)\b\s+", re.I)
+PART_CONFIDENCE = 0.6
+# The ticket this call just created, referred to as such.
+THAT_TICKET = re.compile(r"\b(?:that|this|the|my) (?:ticket|reference|case|complaint|"
+                         r"request)(?: number)? (?:you|that you|which you) (?:just )?"
+                         r"(?:opened|created|gave|made|raised|logged)|\b(?:that|this) "
+                         r"(?:ticket|reference|case)\b", re.I)
 QUESTION_WORDS = 4  # words a doubted question needs to count as heard ("what?" does not)
 # A question about a price ("how much would it cost to ...", "do you charge for ..."), and
 # words that make it about the caller's own money instead ("how much do I owe?").
@@ -182,6 +190,9 @@ class DialogueManager:
             state.anger += len(ANGER.findall(text))
             if turn.intent == "goodbye" and not offers.says_goodbye(text):
                 turn.confidence = 0.0  # "what?", "uh": never a reason to hang up
+        if "ticket_id" not in turn.found and state.tickets and THAT_TICKET.search(text):
+            turn.found["ticket_id"] = state.tickets[-1].id  # "the ticket you just opened"
+            state.slots["ticket_id"] = turn.found["ticket_id"]
         turn.progress = bool(state.pending and state.pending in turn.found)
         if turn.progress and state.flow:
             turn.intent = state.flow  # the turn answered the assistant's question
@@ -208,7 +219,7 @@ class DialogueManager:
             self._handoff(state, said, "caller asked for a person")
         elif offered and offers.is_consent(turn.text):
             self._handoff(state, said, "no answer in the knowledge base")
-        elif (offered or proposed) and offers.is_refusal(turn.text):
+        elif (offered or proposed) and offers.declines(turn.text):
             said.append(self.domain.prompts.get(
                 "offer_declined", "No problem. Is there anything else I can help you with?"))
         elif proposed and offers.is_consent(turn.text):
@@ -258,6 +269,8 @@ class DialogueManager:
             return answer.source
         elif turn.intent:  # a keypad entry that fits nothing starts no flow
             state.misunderstandings = 0
+            state.queued = self._also_asked(turn)
+            state.intents.extend(state.queued)
             if turn.intent != state.flow or state.pending is None:
                 self._start_flow(state, turn.intent)
             return self._run(state, said, turn)
@@ -269,6 +282,29 @@ class DialogueManager:
         return (turn.intent == "complaint" and turn.confidence >= self.policy.min_confidence
                 and "complaint" in self.domain.flows
                 and not any(t.type == "complaint" for t in state.tickets))
+
+    def _also_asked(self, turn: _Turn) -> list[str]:
+        """Further requests in one turn ("my balance and also how much data I've used"):
+        each part the turn joins with "and" is read alone, and a part that is surely
+        another request that only tells something (no change, no ticket) is answered
+        after the first. A request that would act is never taken from a part."""
+        if turn.dtmf or not ALSO.search(turn.text):
+            return []
+        found: list[str] = []
+        for part in ALSO.split(turn.text):
+            if len(part.split()) < 2:
+                continue
+            heard = self.recognize(part, "")
+            if (heard.confidence >= PART_CONFIDENCE and heard.intent != turn.intent
+                    and heard.intent not in found and self._only_tells(heard.intent)):
+                found.append(heard.intent)
+        return found
+
+    def _only_tells(self, intent: str) -> bool:
+        """A flow that looks things up and says them, and changes nothing."""
+        steps = _steps(self.domain.flows.get(intent, []))
+        return bool(steps) and intent not in ("goodbye", "knowledge_question") and all(
+            kind in ("verify", "lookup", "say", "ask", "knowledge") for kind, _ in steps)
 
     def _side_question(self, state: DialogueState, turn: _Turn) -> bool:
         """A question the knowledge base answers, asked while the assistant waits for an
@@ -321,6 +357,15 @@ class DialogueManager:
         account number keyed in before anything was said) or failed, or the turn only
         identified the caller and no request is open ("How can I help you today?").
         """
+        other = turn.found.get("account_number")
+        if state.verified and state.customer and other and \
+                other != state.customer.account_number:
+            # another account ("what's the balance on 40034444?"): its own check first,
+            # never the verified caller's figures read as if they were that account's
+            state.verified, state.customer = False, None
+            for slot in ("pin", "date_of_birth"):
+                if slot not in turn.found:
+                    state.slots.pop(slot, None)
         if not turn.found.keys() & IDENTITY or state.verified:
             return True
         only_identity = bool(turn.dtmf) or _only_identity(turn.text)
@@ -480,6 +525,9 @@ class DialogueManager:
         if state.flow and state.flow not in state.completed_flows:
             state.completed_flows.append(state.flow)
         state.flow = None
+        if state.queued and not (state.ended or state.handoff):
+            self._start_flow(state, state.queued.pop(0))  # "... and also my data usage"
+            return self._run(state, said, turn) or source
         return source
 
     def _applies(self, state: DialogueState, kind: str, arg: Any) -> bool:

@@ -56,6 +56,16 @@ def is_refusal(text: str) -> bool:
     return all(w in _YES | _NO | _ANSWER for w in words)
 
 
+def declines(text: str) -> bool:
+    """An offer turned down, with or without more said ("no thanks, just wondering",
+    "no, I'll do it another time"): a short no, or one that opens the answer."""
+    if is_refusal(text):
+        return True
+    words, _ = _words(text)
+    return bool(words) and (words[0] in _NO or words[:2] == ["not", "now"]) and \
+        not _YES & set(words[:3])
+
+
 def asks_for_person(text: str) -> bool:
     """Words that ask for a person outright ("can I just talk to a real person?"),
     not words that merely mention one ("the agent I spoke to was rude")."""

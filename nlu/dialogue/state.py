@@ -26,6 +26,7 @@ class DialogueState:
     anger: int = 0
     offered_handoff: bool = False  # asked "shall I put you through?": lives one turn
     offered_flow: str | None = None  # told a price, asked "shall I go ahead?": lives one turn
+    queued: list[str] = field(default_factory=list)  # asked in the same breath, answered next
     handoff: bool = False
     handoff_reason: str = ""
     ended: bool = False
