@@ -227,6 +227,9 @@ class SlotExtractor:
         if kind == "ticket_id":
             # "DKD1": speech recognition hears the T's voiced
             m = re.search(r"\b[td]\W*k\W*[td]\W*-?\s*(\d{1,6})\b", text, re.I)
+            if m is None:  # "ticket one", "my reference is 1", "case number 12"
+                m = re.search(r"\b(?:ticket|reference|case)(?: number| no\.?)?(?: is)?\s+"
+                              r"(\d{1,6})\b(?![.,]\d)", text, re.I)
             if m is None and expected:
                 m = re.search(r"\b(\d{3,6})\b", text)
             return f"TKT-{int(m.group(1)):06d}" if m else None
@@ -623,14 +626,18 @@ _EXPLAINED = [
 
 def _amount(text: str, awaited: bool = False) -> str | None:
     """Money: "$22.50", "22 pounds 50", "twelve dollars ninety nine" (12.99), "99 cents";
-    a bare number ("It's 22.50") only as the answer to "how much?"."""
+    a bare number ("It's 22.50") only as the answer to "how much?". An amount taken back
+    ("30 dollars, oh no sorry, 13 dollars") gives way to the next."""
+    said = sorted(((m.start(), m.end(), m) for pattern in _AMOUNTS
+                   for m in re.finditer(pattern, text, re.I)), key=lambda s: s[:2])
+    said = [s for k, s in enumerate(said) if k == 0 or s[0] >= said[k - 1][1]]
+    kept = _kept(text.lower(), said)
+    if len(kept) < len(said):
+        return _money(kept[-1][2])
     for pattern in _AMOUNTS:
         m = re.search(pattern, text, re.I)
         if m:
-            units, decimals, cents = m.groups()  # "22.5" is 50 cents; "5 cents" is 5
-            hundredths = int(decimals.ljust(2, "0")) if decimals else int(
-                re.sub(r"\D", "", cents or "") or 0)
-            return f"{int(units) + hundredths / 100:.2f}"
+            return _money(m)
     m = re.search(_ONLY_CENTS, text, re.I)
     if m:
         return f"{int(m.group(1)) / 100:.2f}"
@@ -639,6 +646,13 @@ def _amount(text: str, awaited: bool = False) -> str | None:
         if m:
             return f"{int(m.group(1)) + int(m.group(2) or 0) / 100:.2f}"
     return None
+
+
+def _money(m: re.Match[str]) -> str:
+    units, decimals, cents = m.groups()  # "22.5" is 50 cents; "5 cents" is 5
+    hundredths = int(decimals.ljust(2, "0")) if decimals else int(
+        re.sub(r"\D", "", cents or "") or 0)
+    return f"{int(units) + hundredths / 100:.2f}"
 
 
 def _address(text: str, keywords: tuple[str, ...], expected: bool) -> str | None:
@@ -653,7 +667,7 @@ def _address(text: str, keywords: tuple[str, ...], expected: bool) -> str | None
         if m:
             start = m.start(1)
             value = text[start:].strip(" .,!?")
-            value = re.split(r"[.!?](?:\s|$)", value)[0]
+            value = _address_kept(re.split(r"[.!?](?:\s|$)", value)[0], keywords)
             if len(value) >= 3 and _names_a_place(value, keywords):
                 long = len(value.split()) > ADDRESS_WORDS
                 found = _STREET_ADDRESS.search(value) if long else None
@@ -665,6 +679,7 @@ def _address(text: str, keywords: tuple[str, ...], expected: bool) -> str | None
         value = re.sub(r"^(it'?s|it is|i live (at|on|in)|that'?s|the address is)\s+", "",
                        text.strip(" .,!?"), flags=re.I)
         value = re.split(r"[.!?](?:\s|$)", value)[0].strip(" ,")  # one sentence, no more
+        value = _address_kept(value, keywords)
         if not _names_a_place(value, keywords):
             return None  # "I want to speak to a person": another request, not an address
         if len(value.split()) > ADDRESS_WORDS and street:
@@ -675,6 +690,15 @@ def _address(text: str, keywords: tuple[str, ...], expected: bool) -> str | None
 
 # An answer longer than this is more than an address; its house number and street are kept.
 ADDRESS_WORDS = 12
+
+
+def _address_kept(value: str, keywords: tuple[str, ...]) -> str:
+    """The address the caller did not take back: "4 Castle Street, oh sorry no, 14 Castle
+    Street" is 14 Castle Street (the last part after a correction that names a place)."""
+    parts = re.split(rf"[\s,;:!-]+(?:(?:{_CORRECTION_MARKER})\b[\s,.;:!-]*)+(?:i mean|it'?s)?"
+                     rf"[\s,]*", value, flags=re.I)
+    named = [p.strip(" ,") for p in parts if p.strip(" ,") and _names_a_place(p, keywords)]
+    return named[-1] if len(parts) > 1 and named else value
 
 
 def _names_a_place(value: str, keywords: tuple[str, ...]) -> bool:
