@@ -162,11 +162,14 @@ def run_call(call: dict[str, Any], manager: DialogueManager, hear: Hear,
         turn_result.failures = check_turn(turn.get("expect") or {}, outcome)
         result.turns.append(turn_result)
         if outcome.end_call:
-            left = len(call["turns"]) - index - 1
-            if left:  # the script went on: a test of those turns must not pass unheard
+            # the script went on: what its later turns expect must not pass unheard
+            checked = [i + 1 for i, later in enumerate(call["turns"]) if i > index
+                       and (later.get("expect") or {})]
+            if checked:
                 unheard.append(f"the call ended after turn {index + 1} "
-                               f"({'transferred' if outcome.handoff else 'hung up'}); "
-                               f"{left} scripted turn(s) never heard")
+                               f"({'transferred' if outcome.handoff else 'hung up'}); turn(s) "
+                               f"{', '.join(map(str, checked))} and their expectations were "
+                               f"never heard")
             break
     result.summary = manager.summary(state)
     result.failures = unheard + check_call(call.get("expect") or {}, result, created,
