@@ -484,6 +484,16 @@ def test_the_ticket_just_opened_is_the_one_asked_about(assistant) -> None:
     assert ticket in status.reply
 
 
+def test_a_request_called_off_is_dropped_before_anything_is_done(assistant) -> None:
+    manager = assistant.dialogue(crm_for_suite())
+    state = manager.start()
+    _say(manager, state, "I want to cancel my broadband")
+    dropped = _say(manager, state, "no wait, don't cancel, I've changed my mind")
+    assert "won't go ahead" in dropped.reply and state.flow is None
+    _say(manager, state, "40019012 pin 2468")
+    assert not state.tickets
+
+
 def test_a_caller_who_forgot_the_pin_is_asked_for_the_date_of_birth(assistant) -> None:
     manager = assistant.dialogue(crm_for_suite())
     state = manager.start()
@@ -493,6 +503,9 @@ def test_a_caller_who_forgot_the_pin_is_asked_for_the_date_of_birth(assistant) -
     asked = _say(manager, other, "What's my balance?", "It's 40019012",
                  "I don't actually remember my PIN")
     assert "date of birth" in asked.reply
+    handy = _say(manager, manager.start(), "What's my balance?", "It's 40019012",
+                 "I don't have the pin handy")
+    assert "date of birth" in handy.reply
     assert _say(manager, state, "the second of November 1976").verified
 
 

@@ -44,6 +44,10 @@ THAT_TICKET = re.compile(r"\b(?:that|this|the|my) (?:ticket|reference|case|compl
                          r"request)(?: number)? (?:you|that you|which you) (?:just )?"
                          r"(?:opened|created|gave|made|raised|logged)|\b(?:that|this) "
                          r"(?:ticket|reference|case)\b", re.I)
+# The caller calls off the request under way.
+CALL_OFF = re.compile(r"\b(?:don'?t|do not) (?:cancel|book|go ahead)\b|"
+                      r"\bchanged my mind\b|\bnever ?mind\b|\bforget (?:it|about it|that)\b|"
+                      r"\b(?:don'?t|do not) bother\b|\bcall it off\b", re.I)
 QUESTION_WORDS = 4  # words a doubted question needs to count as heard ("what?" does not)
 # A question about a price ("how much would it cost to ...", "do you charge for ..."), and
 # words that make it about the caller's own money instead ("how much do I owe?").
@@ -54,6 +58,7 @@ OWN_MONEY = re.compile(r"\b(?:owe|my (?:bill|balance)|charged me|i was charged|r
                        r"(?:have|got) (?:i )?(?:used|left)|data (?:have|did) i)\b", re.I)
 # "I forgot my PIN", "I don't know it", "no idea, sorry"
 FORGOTTEN = re.compile(r"\b(?:forgot|forgotten|forget|no idea|not sure what it is|"
+                       r"(?:don'?t|do not) have (?:it|my pin|the pin|that)(?: \w+)?|"
                        r"(?:can'?t|cannot|don'?t|do not)\s+(?:\w+\s+)?(?:remember|recall|know)|"
                        r"never (?:had|set|got))\b", re.I)
 FILLER = re.compile(r"\b(it'?s|it is|my|is|the|and|account|number|no|pin|code|date|of|birth|"
@@ -233,6 +238,13 @@ class DialogueManager:
             if offered:
                 state.offered_handoff = True
             state.offered_flow = proposed
+        elif state.flow and not turn.dtmf and CALL_OFF.search(turn.text):
+            # "no wait, don't cancel", "forget it": the request is dropped, nothing done
+            state.flow = state.pending = None
+            state.queued = []
+            said.append(self.domain.prompts.get(
+                "request_dropped", "No problem, I won't go ahead with that. Is there anything "
+                "else I can help you with?"))
         elif self._pin_forgotten(state, turn):
             said.append(self.domain.prompts.get("pin_forgotten", "No problem."))
             self._ask(state, said, "date_of_birth")
