@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from nlu.embeddings import SentenceEmbedder
+from nlu.prices import PRICE_QUESTION, STATES_A_PRICE
 
 # A word in this many passages at most names what they are about: one (a word two use
 # picks neither: "fibre" answered a minimum-term question with the broadband prices).
@@ -49,16 +50,6 @@ _FUNCTION_WORDS_TEXT = (
     "can't won't isn't"
 )
 _FUNCTION_WORDS = frozenset(_FUNCTION_WORDS_TEXT.split())
-
-
-# A question about a price, and an answer that states one: a figure, or free / no charge.
-_PRICE_QUESTION = re.compile(r"\bhow much\b|\bcosts?\b|\bprices?\b|\bfees?\b|\bcharges?\b|"
-                             r"\bis (?:it|that|there) (?:free|extra)\b|\bpay (?:extra|more)\b",
-                             re.I)
-_STATES_A_PRICE = re.compile(r"\$\s?\d|\d\s?(?:cents?|dollars?|pounds?|%)|\bfree\b|"
-                             r"\bno (?:extra |additional )?(?:charge|cost|fee)s?\b|"
-                             r"\bat no (?:extra )?cost\b|\bincluded\b|\bnormal allowance\b",
-                             re.I)
 
 
 def _proper_names(text: str) -> set[str]:
@@ -137,8 +128,8 @@ class KnowledgeBase:
         if last[0] == question:  # asked again in the same turn (is it answerable? answer it)
             return last[1]
         found = self._answer(question)
-        if found is not None and _PRICE_QUESTION.search(question) and \
-                not _STATES_A_PRICE.search(found.text):
+        if found is not None and PRICE_QUESTION.search(question) and \
+                not STATES_A_PRICE.search(found.text):
             found = None  # "do you charge for paper bills?" is not answered by when bills come
         self._last = (question, found)
         return found
@@ -197,9 +188,9 @@ class KnowledgeBase:
         price in place of the last, if none of them does ("is France extra?": the
         Travel Zone's "at no extra cost", not only its list of countries)."""
         chosen = ranked[: self.max_sentences]
-        if _PRICE_QUESTION.search(question) and not any(
-                _STATES_A_PRICE.search(passage.sentences[i]) for i in chosen):
-            priced = next((i for i in ranked if _STATES_A_PRICE.search(passage.sentences[i])),
+        if PRICE_QUESTION.search(question) and not any(
+                STATES_A_PRICE.search(passage.sentences[i]) for i in chosen):
+            priced = next((i for i in ranked if STATES_A_PRICE.search(passage.sentences[i])),
                           None)
             if priced is not None:
                 chosen = [*chosen[: self.max_sentences - 1], priced]

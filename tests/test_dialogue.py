@@ -381,6 +381,26 @@ def test_a_price_question_declined_changes_nothing(assistant) -> None:
     assert crm.customer("40019012").plan == plan and not state.tickets
 
 
+def test_a_charge_on_the_callers_own_account_is_a_dispute_not_a_price_question(
+        assistant) -> None:
+    manager = assistant.dialogue(crm_for_suite())
+    state = manager.start()
+    asked = _say(manager, state, "Why is there a charge of $35 on my account?")
+    assert state.flow == "billing_dispute" and "go ahead" not in asked.reply
+    priced = _say(manager, manager.start(), "Is there a charge for a data boost?")
+    assert priced.knowledge_source and "$5" in priced.reply
+
+
+def test_price_questions_and_own_money_are_told_apart() -> None:
+    from nlu.prices import asks_a_price
+    assert asks_a_price("Do you charge for an engineer visit?")
+    assert asks_a_price("Is France extra?") is False  # no price word: the knowledge base's call
+    assert asks_a_price("Is that free?") and asks_a_price("What are the roaming charges?")
+    assert not asks_a_price("Why is there a charge of $35 on my account?")
+    assert not asks_a_price("How much do I owe?")
+    assert not asks_a_price("What's this charge for?")
+
+
 def test_a_question_asked_while_a_pin_is_awaited_is_answered_then_the_pin_asked_again(
         assistant) -> None:
     manager = assistant.dialogue(crm_for_suite())
@@ -482,6 +502,23 @@ def test_the_ticket_just_opened_is_the_one_asked_about(assistant) -> None:
     ticket = opened.tickets[0].id
     status = _say(manager, state, "what's the status of that ticket you just opened?")
     assert ticket in status.reply
+
+
+def test_a_ticket_is_told_only_to_its_account_holder(assistant) -> None:
+    crm = crm_for_suite()
+    manager = assistant.dialogue(crm)
+    opened = _say(manager, manager.start(), "I want to dispute a charge on my bill",
+                  "40019012 pin 2468", "it was 35 dollars")
+    ticket = opened.tickets[0].id
+    stranger = manager.start()
+    asked = _say(manager, stranger, f"What's the status of ticket {ticket}?")
+    assert "account number" in asked.reply and "dispute" not in asked.reply
+    other = _say(manager, stranger, "40011234 pin 4821")
+    assert other.verified and "can't find" in other.reply and "dispute" not in other.reply
+    holder = manager.start()
+    _say(manager, holder, f"What's the status of ticket {ticket}?")
+    told = _say(manager, holder, "40019012 pin 2468")
+    assert ticket in told.reply and "billing dispute" in told.reply
 
 
 def test_a_request_called_off_is_dropped_before_anything_is_done(assistant) -> None:

@@ -16,9 +16,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from nlu import prices
 from nlu.crm import CRM, Customer, Ticket
-from nlu.dialogue import contact, dates, offers
+from nlu.dialogue import contact, dates, offers, phrases
 from nlu.dialogue.state import DialogueState, TurnOutcome
+from nlu.dialogue.summary import call_summary, disposition, mask_digits
 from nlu.domain import DomainPack
 from nlu.knowledge import KnowledgeBase
 from nlu.numbers import spoken_digits_to_text
@@ -28,41 +30,10 @@ from voicedesk.errors import VoicedeskError
 
 Recognize = Callable[[str, str], Understanding]  # (text, last agent line) -> understanding
 
-ANGER = re.compile(r"\b(ridiculous|useless|furious|angry|outrageous|disgusting|pathetic|"
-                   r"fed up|sick of|fucking|bloody|damn|shit|hate you|worst)\b", re.I)
 ALWAYS_SWITCH = {"speak_to_agent", "goodbye"}
 IDENTITY = {"account_number", "pin", "date_of_birth"}
-# "Sorry, what was that?", "pardon?", "can you say that again?"
-REPEAT = re.compile(r"\b(?:what was that|pardon|(?:say|repeat) (?:that|it|this)(?: again)?|"
-                    r"come again|didn'?t (?:catch|hear|get) (?:that|you|it)|what did you say|"
-                    r"one more time)\b|^\W*(?:sorry|what|huh|eh)\W*$", re.I)
-# Where one turn joins two requests, and how sure each part must be of its own.
-ALSO = re.compile(r",?\s+\b(?:and also|and then|and|as well as|plus|also)\b\s+", re.I)
-PART_CONFIDENCE = 0.6
-# The ticket this call just created, referred to as such.
-THAT_TICKET = re.compile(r"\b(?:that|this|the|my) (?:ticket|reference|case|complaint|"
-                         r"request)(?: number)? (?:you|that you|which you) (?:just )?"
-                         r"(?:opened|created|gave|made|raised|logged)|\b(?:that|this) "
-                         r"(?:ticket|reference|case)\b", re.I)
-# The caller calls off the request under way.
-CALL_OFF = re.compile(r"\b(?:don'?t|do not) (?:cancel|book|go ahead)\b|"
-                      r"\bchanged my mind\b|\bnever ?mind\b|\bforget (?:it|about it|that)\b|"
-                      r"\b(?:don'?t|do not) bother\b|\bcall it off\b", re.I)
+PART_CONFIDENCE = 0.6  # how sure each part of a turn joining two requests must be
 QUESTION_WORDS = 4  # words a doubted question needs to count as heard ("what?" does not)
-# A question about a price ("how much would it cost to ...", "do you charge for ..."), and
-# words that make it about the caller's own money instead ("how much do I owe?").
-PRICE = re.compile(r"\bhow much\b|\bcosts?\b|\bprices?\b|\bfees?\b|\bdo you charge\b|"
-                   r"\bis (?:it|there) (?:free|a charge)\b", re.I)
-HOW_MUCH = re.compile(r"\bhow much\b", re.I)  # a question, with or without its mark
-OWN_MONEY = re.compile(r"\b(?:owe|my (?:bill|balance)|charged me|i was charged|refund|"
-                       r"(?:have|got) (?:i )?(?:used|left)|data (?:have|did) i)\b", re.I)
-# "I forgot my PIN", "I don't know it", "no idea, sorry"
-FORGOTTEN = re.compile(r"\b(?:forgot|forgotten|forget|no idea|not sure what it is|"
-                       r"(?:don'?t|do not) have (?:it|my pin|the pin|that)(?: \w+)?|"
-                       r"(?:can'?t|cannot|don'?t|do not)\s+(?:\w+\s+)?(?:remember|recall|know)|"
-                       r"never (?:had|set|got))\b", re.I)
-FILLER = re.compile(r"\b(it'?s|it is|my|is|the|and|account|number|no|pin|code|date|of|birth|"
-                    r"born|on|hi|hello|yes|sure|ok(ay)?|here|that'?s|i|am|er|um|uh)\b", re.I)
 CUSTOMER_FIELDS = frozenset(f.name for f in fields(Customer))  # what a CRM record can keep
 
 
@@ -182,7 +153,7 @@ class DialogueManager:
         answered the question asked (then it serves the flow that asked, whatever the
         recogniser made of a bare "2468")."""
         if dtmf:
-            state.transcript.append(("caller", f"[keypad {_mask_digits(dtmf)}]"))
+            state.transcript.append(("caller", f"[keypad {mask_digits(dtmf)}]"))
             turn = _Turn("", dtmf, "", 1.0, self.extractor.from_dtmf(dtmf, state.pending),
                          state.flow or "")
         else:
@@ -192,10 +163,10 @@ class DialogueManager:
             turn = _Turn(text, "", understanding.intent, understanding.confidence,
                          self._drop_misreadings(self.extractor.extract(text, state.pending)),
                          understanding.intent)
-            state.anger += len(ANGER.findall(text))
+            state.anger += len(phrases.ANGER.findall(text))
             if turn.intent == "goodbye" and not offers.says_goodbye(text):
                 turn.confidence = 0.0  # "what?", "uh": never a reason to hang up
-        if "ticket_id" not in turn.found and state.tickets and THAT_TICKET.search(text):
+        if "ticket_id" not in turn.found and state.tickets and phrases.THAT_TICKET.search(text):
             turn.found["ticket_id"] = state.tickets[-1].id  # "the ticket you just opened"
             state.slots["ticket_id"] = turn.found["ticket_id"]
         turn.progress = bool(state.pending and state.pending in turn.found)
@@ -231,14 +202,14 @@ class DialogueManager:
             turn.intent = proposed  # "yes please" to "shall I go ahead?"
             self._start_flow(state, proposed)
             return self._run(state, said, turn)
-        elif not turn.dtmf and REPEAT.search(turn.text) and not turn.found and \
+        elif not turn.dtmf and phrases.REPEAT.search(turn.text) and not turn.found and \
                 (last := next((t for s, t in reversed(state.transcript[:-1]) if s == "agent"),
                               "")):
             said.append(last)  # "sorry, what was that?": said again, nothing else changes
             if offered:
                 state.offered_handoff = True
             state.offered_flow = proposed
-        elif state.flow and not turn.dtmf and CALL_OFF.search(turn.text):
+        elif state.flow and not turn.dtmf and phrases.CALL_OFF.search(turn.text):
             # "no wait, don't cancel", "forget it": the request is dropped, nothing done
             state.flow = state.pending = None
             state.queued = []
@@ -300,10 +271,10 @@ class DialogueManager:
         each part the turn joins with "and" is read alone, and a part that is surely
         another request that only tells something (no change, no ticket) is answered
         after the first. A request that would act is never taken from a part."""
-        if turn.dtmf or not ALSO.search(turn.text):
+        if turn.dtmf or not phrases.ALSO.search(turn.text):
             return []
         found: list[str] = []
-        for part in ALSO.split(turn.text):
+        for part in phrases.ALSO.split(turn.text):
             if len(part.split()) < 2:
                 continue
             heard = self.recognize(part, "")
@@ -336,9 +307,8 @@ class DialogueManager:
         made. Only a new request the pack has the price for; "switch me to Unlimited 5G"
         and "how much do I owe?" go to their flows as before."""
         if (turn.dtmf or state.pending is not None or turn.intent == state.flow
-                or not (offers.asks_a_question(turn.text) or HOW_MUCH.search(turn.text))
-                or not PRICE.search(turn.text)
-                or OWN_MONEY.search(turn.text) or self.knowledge is None):
+                or not (offers.asks_a_question(turn.text) or prices.HOW_MUCH.search(turn.text))
+                or not prices.asks_a_price(turn.text) or self.knowledge is None):
             return False
         acts = any(kind in ("update", "create_ticket")
                    for kind, _ in _steps(self.domain.flows.get(turn.intent, [])))
@@ -349,7 +319,7 @@ class DialogueManager:
         birth proves identity as well, so it is asked for instead of the PIN again."""
         return (state.pending == "pin" and not state.verified and not turn.dtmf
                 and not turn.found.keys() & IDENTITY and "date_of_birth" in self.domain.slots
-                and FORGOTTEN.search(turn.text) is not None)
+                and phrases.FORGOTTEN.search(turn.text) is not None)
 
     def _wants_person(self, turn: _Turn) -> bool:
         """A clear request for a person wins over any flow: the words themselves, or the
@@ -478,7 +448,7 @@ class DialogueManager:
     def _start_flow(self, state: DialogueState, intent: str) -> None:
         state.flow, state.step, state.pending = intent, 0, None
         state.flow_ticket = None
-        for key in ("ticket", "outage", "plan", "changing"):
+        for key in ("ticket", "ticket_private", "outage", "plan", "changing"):
             state.facts.pop(key, None)
         keep = {"account_number", "pin", "date_of_birth", "phone_number"}
         state.slots = {k: v for k, v in state.slots.items()
@@ -688,10 +658,22 @@ class DialogueManager:
             state.facts["outage"] = vars(outages[0]) if outages else None
         elif what == "ticket":
             ticket = self.crm.ticket(state.slots.get("ticket_id", ""))
-            state.facts["ticket"] = _ticket_facts(ticket) if ticket else None
+            private = ticket is not None and not self._may_see(state, ticket)
+            state.facts["ticket_private"] = private
+            state.facts["ticket"] = _ticket_facts(ticket) if ticket and not private else None
         elif what == "customer_tickets" and customer:
             state.facts["customer_tickets"] = [_ticket_facts(t) for t in
                                                self.crm.tickets_for(customer.account_number)]
+
+    @staticmethod
+    def _may_see(state: DialogueState, ticket: Ticket) -> bool:
+        """A ticket on an account is told only to a caller verified as that account, or to
+        the caller who opened it in this call; one on no account (a new connection's) is
+        anyone's to ask after."""
+        if ticket.account_number is None or any(t.id == ticket.id for t in state.tickets):
+            return True
+        return bool(state.verified and state.customer
+                    and state.customer.account_number == ticket.account_number)
 
     def _create_ticket(self, state: DialogueState, spec: dict[str, Any]) -> None:
         if state.flow_ticket is not None:
@@ -804,47 +786,11 @@ class DialogueManager:
     # ---- after the call ------------------------------------------------------------
     def summary(self, state: DialogueState) -> dict[str, Any]:
         """What a human agent (or an analyst) needs: no secrets, no raw PIN."""
-        safe_slots = {k: self._scrub(state, v) for k, v in state.slots.items()
-                      if k in self.domain.slots and not self.domain.slots[k].sensitive}
-        requests = [i for i in dict.fromkeys(state.intents) if i and i != "out_of_scope"]
-        last_caller = next((t for s, t in reversed(state.transcript) if s == "caller"), "")
-        return {
-            "disposition": self.disposition(state),
-            "customer": state.customer.name if state.customer and state.verified else None,
-            "account_number": state.customer.account_number if state.customer and
-            state.verified else None,
-            "verified": state.verified,
-            "requests": requests,
-            "completed": state.completed_flows,
-            "tickets": [{"id": t.id, "type": t.type, "priority": t.priority} for t in
-                        state.tickets],
-            "slots": safe_slots,
-            "handoff_reason": state.handoff_reason or None,
-            "last_caller_words": _mask_digits(last_caller),
-            "knowledge_sources": state.knowledge_sources,
-            "text": self._summary_text(state, requests),
-        }
+        shown = {k: self._scrub(state, v) for k, v in state.slots.items()
+                 if k in self.domain.slots and not self.domain.slots[k].sensitive}
+        return call_summary(state, shown)
 
-    def _summary_text(self, state: DialogueState, requests: list[str]) -> str:
-        who = (f"{state.customer.name} (verified)" if state.customer and state.verified
-               else "an unverified caller")
-        parts = [f"Call from {who} about {', '.join(requests) or 'an unclear request'}."]
-        if state.tickets:
-            parts.append("Tickets: " + ", ".join(f"{t.id} ({t.type})" for t in state.tickets)
-                         + ".")
-        if state.handoff:
-            parts.append(f"Handed off: {state.handoff_reason}.")
-        return " ".join(parts)
-
-    @staticmethod
-    def disposition(state: DialogueState) -> str:
-        if state.handoff:
-            return "handed_off"
-        if state.flow is not None:
-            return "abandoned"  # hung up in the middle of a flow
-        if state.completed_flows and state.completed_flows != ["goodbye"]:
-            return "resolved"
-        return "unresolved"
+    disposition = staticmethod(disposition)
 
 
 def _spoken_date(date: Any) -> str:
@@ -872,16 +818,7 @@ def _ticket_facts(ticket: Ticket) -> dict[str, Any]:
 
 def _only_identity(text: str) -> bool:
     """'It's 40011234, pin 4821' asks for nothing: no flow should start from it."""
-    rest = re.sub(r"[\d\W_]+", " ", FILLER.sub(" ", spoken_digits_to_text(text)))
+    rest = re.sub(r"[\d\W_]+", " ", phrases.FILLER.sub(" ", spoken_digits_to_text(text)))
     months = r"\b(january|february|march|april|may|june|july|august|september|october|" \
              r"november|december|st|nd|rd|th)\b"
     return len(re.sub(months, " ", rest, flags=re.I).split()) <= 1
-
-
-def _mask_digits(text: str) -> str:
-    """Numbers that may be secret (four digits or more, read together or apart: a PIN, an
-    account, a card) masked; a plan's or a house's number and a ticket id kept."""
-    def mask(m: re.Match[str]) -> str:
-        digits = re.sub(r"\D", "", m.group())
-        return re.sub(r"\d", "#", m.group()) if len(digits) >= 4 else m.group()
-    return re.sub(r"(?<![\w-])\d(?:[\d ,.-]*\d)?(?![\w])", mask, text)

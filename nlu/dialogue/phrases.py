@@ -1,0 +1,32 @@
+"""Patterns in a caller's words that steer the dialogue: anger, asking to repeat, two
+requests in one turn, the ticket just opened, a request called off, a forgotten PIN, and the
+filler around identity answers. Each is matched on the caller's text as heard."""
+
+from __future__ import annotations
+
+import re
+
+ANGER = re.compile(r"\b(ridiculous|useless|furious|angry|outrageous|disgusting|pathetic|"
+                   r"fed up|sick of|fucking|bloody|damn|shit|hate you|worst)\b", re.I)
+# "Sorry, what was that?", "pardon?", "can you say that again?"
+REPEAT = re.compile(r"\b(?:what was that|pardon|(?:say|repeat) (?:that|it|this)(?: again)?|"
+                    r"come again|didn'?t (?:catch|hear|get) (?:that|you|it)|what did you say|"
+                    r"one more time)\b|^\W*(?:sorry|what|huh|eh)\W*$", re.I)
+# Where one turn joins two requests ("my balance and also my data usage").
+ALSO = re.compile(r",?\s+\b(?:and also|and then|and|as well as|plus|also)\b\s+", re.I)
+# The ticket this call just created, referred to as such.
+THAT_TICKET = re.compile(r"\b(?:that|this|the|my) (?:ticket|reference|case|complaint|"
+                         r"request)(?: number)? (?:you|that you|which you) (?:just )?"
+                         r"(?:opened|created|gave|made|raised|logged)|\b(?:that|this) "
+                         r"(?:ticket|reference|case)\b", re.I)
+# The caller calls off the request under way.
+CALL_OFF = re.compile(r"\b(?:don'?t|do not) (?:cancel|book|go ahead)\b|"
+                      r"\bchanged my mind\b|\bnever ?mind\b|\bforget (?:it|about it|that)\b|"
+                      r"\b(?:don'?t|do not) bother\b|\bcall it off\b", re.I)
+# "I forgot my PIN", "I don't know it", "no idea, sorry"
+FORGOTTEN = re.compile(r"\b(?:forgot|forgotten|forget|no idea|not sure what it is|"
+                       r"(?:don'?t|do not) have (?:it|my pin|the pin|that)(?: \w+)?|"
+                       r"(?:can'?t|cannot|don'?t|do not)\s+(?:\w+\s+)?(?:remember|recall|know)|"
+                       r"never (?:had|set|got))\b", re.I)
+FILLER = re.compile(r"\b(it'?s|it is|my|is|the|and|account|number|no|pin|code|date|of|birth|"
+                    r"born|on|hi|hello|yes|sure|ok(ay)?|here|that'?s|i|am|er|um|uh)\b", re.I)
