@@ -23,6 +23,7 @@ class Intent:
     description: str
     examples: tuple[str, ...]
     reply: str
+    offer: str = ""  # offering the request after answering a question about it
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,8 @@ def load_domain(name_or_path: str) -> DomainPack:
             raise ConfigError(f"{folder / 'intents.yaml'}: intent {name!r} needs a description, "
                               f"examples and a reply")
         intents[name] = Intent(name, str(spec.get("description", name)),
-                               tuple(str(e) for e in spec["examples"]), str(spec.get("reply", "")))
+                               tuple(str(e) for e in spec["examples"]), str(spec.get("reply", "")),
+                               str(spec.get("offer", "")))
     if "out_of_scope" not in intents:
         raise ConfigError(f"{folder / 'intents.yaml'}: the catalogue must define out_of_scope")
     prompts = {k: str(v) for k, v in _read_yaml(folder / "prompts.yaml").items()}

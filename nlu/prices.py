@@ -16,9 +16,10 @@ PRICE_QUESTION = re.compile(r"\bhow much\b|\bcosts?\b|\bprices?\b|\bfees?\b|\bch
                             r"\bis (?:it|that|there) (?:free|extra|a charge)\b|"
                             r"\bpay (?:extra|more)\b", re.I)
 HOW_MUCH = re.compile(r"\bhow much\b", re.I)  # a question, with or without its mark
-OWN_MONEY = re.compile(r"\b(?:owe|my (?:bill|balance|account|statement|invoice)|charged me|"
-                       r"i was charged|refund|(?:have|got) (?:i )?(?:used|left)|"
-                       r"data (?:have|did) i|charges? (?:of|on)|(?:this|that|these|those) "
+OWN_MONEY = re.compile(r"\b(?:owe|(?:my|our) (?:bill|balance|account|statement|invoice|data|"
+                       r"usage)|charged me|i was charged|refund|(?:have|got) (?:i |we )?"
+                       r"(?:used|left)|(?:have|has|did) (?:i|we) used?|(?:i|we)'?ve used|"
+                       r"data (?:have|did) (?:i|we)|charges? (?:of|on)|(?:this|that|these|those) "
                        r"charges?)\b", re.I)
 STATES_A_PRICE = re.compile(r"\$\s?\d|\d\s?(?:cents?|dollars?|pounds?|%)|\bfree\b|"
                             r"\bno (?:extra |additional )?(?:charge|cost|fee)s?\b|"

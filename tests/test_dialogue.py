@@ -709,3 +709,41 @@ def test_a_question_is_told_with_or_without_its_mark(text: str, question: bool) 
     from nlu.dialogue.offers import asks_a_question
 
     assert asks_a_question(text) is question
+
+
+def test_a_question_about_how_a_request_works_is_answered_and_the_request_offered(
+        assistant) -> None:
+    manager = assistant.dialogue(crm_for_suite())
+    state = manager.start()
+    told = _say(manager, state, "My daughter is 16, could she be the one at home for the "
+                                "engineer while I'm at work?")
+    assert "over 18" in told.reply and "book an engineer visit" in told.reply
+    assert state.flow is None and not state.tickets
+    assert "account number" in _say(manager, state, "Yes please").reply
+    assert state.flow == "technician_appointment"
+
+
+def test_a_follow_up_question_keeps_the_topic_of_the_one_before(assistant) -> None:
+    manager = assistant.dialogue(crm_for_suite())
+    state = manager.start()
+    _say(manager, state, "How much is the Family Share plan?")
+    follow = _say(manager, state, "and how many people can be on it?")
+    assert "four lines" in follow.reply and follow.knowledge_source
+
+
+def test_a_doubted_follow_up_on_what_was_just_done_does_it_again(assistant) -> None:
+    manager = assistant.dialogue(crm_for_suite())
+    state = manager.start()
+    _say(manager, state, "My broadband is down", "40011234 pin 4821")
+    again = _say(manager, state, "Sorry, so when exactly will it be back up?")
+    assert "17:00" in again.reply
+
+
+def test_a_doubted_turn_naming_a_ticket_asks_after_that_ticket(assistant) -> None:
+    manager = assistant.dialogue(crm_for_suite())
+    state = manager.start()
+    opened = _say(manager, state, "please book an engineer visit for next Tuesday morning",
+                  "40019012 pin 2468")
+    ticket = opened.tickets[0].id
+    confirmed = _say(manager, state, "can you just confirm reference one is booked")
+    assert ticket in confirmed.reply

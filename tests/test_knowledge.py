@@ -12,8 +12,10 @@ from nlu.knowledge import KnowledgeBase
     ("Do you charge if an engineer comes out?", "troubleshooting.md#Engineer visits", "free"),
     ("Is there a fee for a technician visit?", "troubleshooting.md#Engineer visits", "$60"),
     # and one that is closer on its own than under its title
-    ("How do I reset my router?", "troubleshooting.md#Slow internet or Wi-Fi dropping out",
-     "Restart the router"),
+    ("My wifi keeps dropping, what can I do?",
+     "troubleshooting.md#Slow internet or Wi-Fi dropping out", "Restart the router"),
+    # one a section's own "? ..." question all but says
+    ("How do I reset my router?", "troubleshooting.md#No internet at home", "30 seconds"),
     ("Is Mexico in your travel zone?", "roaming.md#Travel Zone", "Mexico"),
     # a title naming the question's words is no answer when a sentence answers it alone
     ("Does my phone work abroad, what's the travel zone?", "roaming.md#Travel Zone",
@@ -64,3 +66,35 @@ def test_a_question_asked_twice_in_a_turn_is_embedded_once(assistant, monkeypatc
     first = kb.answer("Is Canada in the travel zone for my phone?")
     assert kb.answer("Is Canada in the travel zone for my phone?") == first
     assert embedded == [["Is Canada in the travel zone for my phone?"]]
+
+
+def test_a_sections_questions_are_read_apart_from_its_answer(tmp_path) -> None:
+    from nlu.knowledge import read_passages
+    (tmp_path / "shop.md").write_text(
+        "## Opening hours\nWe open at nine. We close at five.\n\n"
+        "? When do you open?\n? When do you close? [close at five]\n")
+    passage, = read_passages(tmp_path)
+    assert passage.sentences == ("We open at nine.", "We close at five.")
+    assert passage.questions == ("When do you open?", "When do you close?")
+    assert passage.anchors == ("", "close at five")
+
+
+def test_a_question_close_to_a_sections_own_gets_the_sentence_it_names(assistant) -> None:
+    answer = assistant.knowledge.answer("Is there a monthly download limit on your fibre?")
+    assert answer is not None and answer.source == "plans_and_prices.md#Broadband plans"
+    assert "no data cap" in answer.text
+
+
+def test_other_names_for_a_place_are_read_as_the_packs(assistant) -> None:
+    from nlu.knowledge import Aliases
+    aliases = Aliases({"United States": ["US", "the States"]})
+    assert aliases.apply("what about the US? tell us") == "what about the United States? tell us"
+    answer = assistant.knowledge.answer("What does it cost to use my phone in the States?")
+    assert answer is not None and answer.source == "roaming.md#Outside the Travel Zone"
+
+
+def test_a_follow_up_is_read_with_the_question_before_it(assistant) -> None:
+    kb: KnowledgeBase = assistant.knowledge
+    assert kb.answer("and how many people can be on it?") is None
+    answer = kb.answer("and how many people can be on it?", "How much is Family Share?")
+    assert answer is not None and "four lines" in answer.text

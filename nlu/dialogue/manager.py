@@ -22,7 +22,7 @@ from nlu.dialogue import contact, dates, offers, phrases
 from nlu.dialogue.state import DialogueState, TurnOutcome
 from nlu.dialogue.summary import call_summary, disposition, mask_digits
 from nlu.domain import DomainPack
-from nlu.knowledge import KnowledgeBase
+from nlu.knowledge import Answer, KnowledgeBase
 from nlu.numbers import spoken_digits_to_text
 from nlu.slots import SlotExtractor, SlotSpec
 from nlu.understanding import Understanding
@@ -33,6 +33,7 @@ Recognize = Callable[[str, str], Understanding]  # (text, last agent line) -> un
 ALWAYS_SWITCH = {"speak_to_agent", "goodbye"}
 IDENTITY = {"account_number", "pin", "date_of_birth"}
 PART_CONFIDENCE = 0.6  # how sure each part of a turn joining two requests must be
+FOLLOW_UP_CONTEXT = 300  # characters of earlier questions a follow-up is read with
 QUESTION_WORDS = 4  # words a doubted question needs to count as heard ("what?" does not)
 CUSTOMER_FIELDS = frozenset(f.name for f in fields(Customer))  # what a CRM record can keep
 
@@ -43,6 +44,7 @@ class Policy:
 
     min_confidence: float = 0.35  # below this an intent is a misunderstanding
     switch_confidence: float = 0.6  # a new request mid-flow must be this sure
+    sure_request: float = 0.8  # a question this sure of its request starts it unanswered
     max_misunderstandings: int = 2  # consecutive, then a person takes over
     max_verify_failures: int = 3
     anger_handoff: int = 2  # anger words across the call
@@ -77,6 +79,8 @@ class _Turn:
     found: dict[str, str] = field(default_factory=dict)
     intent: str = ""
     progress: bool = False
+    context: str = ""  # the question the knowledge base answered just before
+    asked: str = ""  # the question as the knowledge base last read it, context and all
 
 
 class DialogueManager:
@@ -139,7 +143,14 @@ class DialogueManager:
         said: list[str] = []
         before_tickets = len(state.tickets)
         turn = self._hear(state, text, dtmf)
+        turn.context, state.asked_before = state.asked_before, ""
+        done, state.just_done = state.just_done, None
+        if (turn.recognised and turn.recognised == done and not turn.progress
+                and turn.confidence < self.policy.min_confidence):
+            turn.confidence = self.policy.min_confidence  # "so when will it be back up?"
         source = self._respond(state, turn, said, offered, proposed)
+        if source and turn.asked:
+            state.asked_before = turn.asked[-FOLLOW_UP_CONTEXT:]
         if not said and not (state.ended or state.handoff):
             said.append(self._question(state))  # a caller is never left in silence
         if source:
@@ -169,6 +180,10 @@ class DialogueManager:
         if "ticket_id" not in turn.found and state.tickets and phrases.THAT_TICKET.search(text):
             turn.found["ticket_id"] = state.tickets[-1].id  # "the ticket you just opened"
             state.slots["ticket_id"] = turn.found["ticket_id"]
+        if ("ticket_id" in turn.found and turn.confidence < self.policy.min_confidence
+                and "ticket_id" not in self._flow_slots(turn.intent)
+                and "ticket_status" in self.domain.flows):
+            turn.intent = "ticket_status"  # "can you confirm reference one is booked?"
         turn.progress = bool(state.pending and state.pending in turn.found)
         if turn.progress and state.flow:
             turn.intent = state.flow  # the turn answered the assistant's question
@@ -228,7 +243,7 @@ class DialogueManager:
             self._start_flow(state, turn.intent)
             return self._run(state, said, turn)
         elif self._side_question(state, turn):
-            answer = self.knowledge.answer(turn.text) if self.knowledge else None
+            answer = self._look_up(turn)
             assert answer is not None  # _side_question made sure
             said.append(answer.text)
             said.append(state.question)  # then the question still waiting for its answer
@@ -242,12 +257,12 @@ class DialogueManager:
             self._misunderstood(state, said)
         elif state.pending and turn.intent == state.flow:
             self._unanswered(state, said)  # the same request again, without the answer
-        elif turn.intent and self._price_first(state, turn):
-            answer = self.knowledge.answer(turn.text) if self.knowledge else None
-            assert answer is not None  # _price_first made sure
+        elif turn.intent and self._answer_first(state, turn):
+            answer = self._look_up(turn)
+            assert answer is not None  # _answer_first made sure
             said.append(answer.text)
-            said.append(self.domain.prompts.get("offer_action",
-                                                "Would you like me to go ahead with that?"))
+            said.append(self.domain.intents[turn.intent].offer or self.domain.prompts.get(
+                "offer_action", "Would you like me to go ahead with that?"))
             state.offered_flow = turn.intent
             return answer.source
         elif turn.intent:  # a keypad entry that fits nothing starts no flow
@@ -298,21 +313,25 @@ class DialogueManager:
             return False
         aside = (turn.intent in ("knowledge_question", "out_of_scope")
                  or turn.confidence < self.policy.min_confidence)
-        return aside and self.knowledge.answer(turn.text) is not None
+        return aside and self._look_up(turn) is not None
 
-    def _price_first(self, state: DialogueState, turn: _Turn) -> bool:
-        """A question about what something costs, whose request would change something
-        ("what would it cost to upgrade to Unlimited 5G?", "do you charge for an engineer
-        visit?"): the price is told from the knowledge base and the change offered, not
-        made. Only a new request the pack has the price for; "switch me to Unlimited 5G"
-        and "how much do I owe?" go to their flows as before."""
+    def _answer_first(self, state: DialogueState, turn: _Turn) -> bool:
+        """A question about what something costs or how it works, recognised as a request
+        ("what would it cost to upgrade to Unlimited 5G?", "what other ways can I pay
+        you?", "can she be at home for the engineer?"): answered from the knowledge base
+        and the request offered, not started. Only when the pack answers it; "switch me to
+        Unlimited 5G", "can I pay my bill?" and "how much do I owe?" go to their flows as
+        before, and so does a question the recogniser is sure is a request."""
         if (turn.dtmf or state.pending is not None or turn.intent == state.flow
-                or not (offers.asks_a_question(turn.text) or prices.HOW_MUCH.search(turn.text))
-                or not prices.asks_a_price(turn.text) or self.knowledge is None):
+                or self.knowledge is None or turn.intent in ALWAYS_SWITCH):
             return False
-        acts = any(kind in ("update", "create_ticket")
-                   for kind, _ in _steps(self.domain.flows.get(turn.intent, [])))
-        return acts and self.knowledge.answer(turn.text) is not None
+        serves = any(kind in ("verify", "ask", "lookup", "update", "create_ticket")
+                     for kind, _ in _steps(self.domain.flows.get(turn.intent, [])))
+        priced = prices.asks_a_price(turn.text) and (
+            offers.asks_a_question(turn.text) or prices.HOW_MUCH.search(turn.text) is not None)
+        wanted = priced or (turn.confidence < self.policy.sure_request
+                            and phrases.asks_how_things_are(turn.text))
+        return serves and wanted and self._look_up(turn) is not None
 
     def _pin_forgotten(self, state: DialogueState, turn: _Turn) -> bool:
         """Asked for the PIN, the caller does not know it ("I forgot my PIN"): the date of
@@ -403,7 +422,7 @@ class DialogueManager:
                                                                  turn.confidence, turn.found)
         if not unsure:
             return False
-        if self.knowledge.answer(turn.text) is not None:
+        if self._look_up(turn) is not None:
             return True
         # A question heard in full, whatever the recogniser doubts, was heard: "I'd rather
         # not guess" and a colleague, not "I didn't catch that".
@@ -491,7 +510,7 @@ class DialogueManager:
             elif kind == "say":
                 said.append(self._say(state, arg))
             elif kind == "knowledge":
-                source = self._knowledge(state, said, turn.text)
+                source = self._knowledge(state, said, turn)
                 if source is None:  # not known: a colleague offered, the request not resolved
                     state.flow = state.pending = None
                     return None
@@ -506,6 +525,7 @@ class DialogueManager:
         state.pending = None
         if state.flow and state.flow not in state.completed_flows:
             state.completed_flows.append(state.flow)
+        state.just_done = state.flow
         state.flow = None
         if state.queued and not (state.ended or state.handoff):
             self._start_flow(state, state.queued.pop(0))  # "... and also my data usage"
@@ -738,8 +758,25 @@ class DialogueManager:
             else None
         return dates.spoken_date(day, self._today()) if day else value
 
-    def _knowledge(self, state: DialogueState, said: list[str], text: str) -> str | None:
-        answer = self.knowledge.answer(text) if self.knowledge else None
+    def _look_up(self, turn: _Turn) -> Answer | None:
+        """The knowledge base's answer to the turn: on its own, or read with the question
+        answered just before when it follows on from that one ("and how many people can
+        be on it?" after "how much is Family Share?"), or has no answer alone."""
+        if self.knowledge is None:
+            return None
+        follows = bool(turn.context) and phrases.FOLLOW_UP.search(turn.text) is not None
+        alone = None if follows else self.knowledge.answer(turn.text)
+        if turn.context and alone is None:
+            joined = self.knowledge.answer(turn.text, turn.context)
+            if joined is not None:
+                turn.asked = f"{turn.context} {turn.text}"
+                return joined
+            alone = self.knowledge.answer(turn.text) if follows else None
+        turn.asked = turn.text
+        return alone
+
+    def _knowledge(self, state: DialogueState, said: list[str], turn: _Turn) -> str | None:
+        answer = self._look_up(turn)
         if answer is None:
             said.append("I'm not sure about that, and I'd rather not guess. Would you like me "
                         "to put you through to a colleague who can help?")

@@ -30,3 +30,30 @@ FORGOTTEN = re.compile(r"\b(?:forgot|forgotten|forget|no idea|not sure what it i
                        r"never (?:had|set|got))\b", re.I)
 FILLER = re.compile(r"\b(it'?s|it is|my|is|the|and|account|number|no|pin|code|date|of|birth|"
                     r"born|on|hi|hello|yes|sure|ok(ay)?|here|that'?s|i|am|er|um|uh)\b", re.I)
+# A question that follows on from the one just answered and leaves its topic out: "and
+# what about in the US?", "how much is that one?", "and how many people can be on it?".
+FOLLOW_UP = re.compile(r"^\W*(?:(?:ok(?:ay)?|right|oh|so|um|uh)\W+)*(?:and|what about|how about|"
+                       r"also|then|what if)\b|\b(?:that one|this one|that plan|that|it|there|"
+                       r"them|those)\W*$|^(?:\W*\w+){0,8}\W*\b(?:that one|this one|it|there)\b",
+                       re.I)
+# A request put as a question ("can you change my plan?", "can I get a new SIM?") or said
+# outright ("I'd like to ..."), as against a question about how things work ("can I keep
+# my number if I leave?", "can you tell me how long porting takes?").
+REQUEST = re.compile(r"\b(?:i'?d like|i would like|i want|i wanna|i need to|please|"
+                     r"(?:can|could|would|will) you (?!tell me|explain|let me know))\b|"
+                     r"(?:^|[.,;!?]\s*)(?:(?:um|uh|so|and|but|ok|okay|yes|hi|hello|well|"
+                     r"right)\W+)*(?:can|could|may) i (?!use|keep|take|bring|still)", re.I)
+# The caller's own account, line or money: what a flow looks up, not the knowledge base.
+OWN_ACCOUNT = re.compile(r"\b(?:my|our) (?:bill|balance|account|usage|ticket|order|payment|"
+                         r"plan|contract|area|line|connection|service|internet|broadband|"
+                         r"wi-?fi|allowance|data)\b|\bi owe\b|\b(?:have|did) i (?:used|use)\b|"
+                         r"\bi'?ve used\b|\b(?:do|have) i (?:have|got) left\b", re.I)
+_SENTENCE = re.compile(r"[^.?!]+\?")
+
+
+def asks_how_things_are(text: str) -> bool:
+    """A question about how things work or what they cost, not a request and not about the
+    caller's own account: "what other ways can I pay you?", "my daughter is 16, can she be
+    at home for the engineer?", but not "can I pay my bill?" or "when is my bill due?"."""
+    asked = _SENTENCE.findall(text)
+    return bool(asked) and not REQUEST.search(text) and not OWN_ACCOUNT.search(text)

@@ -33,6 +33,8 @@ class DialogueState:
     completed_flows: list[str] = field(default_factory=list)
     intents: list[str] = field(default_factory=list)
     knowledge_sources: list[str] = field(default_factory=list)
+    asked_before: str = ""  # the question the knowledge base answered last turn, if any
+    just_done: str | None = None  # the flow the last turn finished, if any
     transcript: list[tuple[str, str]] = field(default_factory=list)  # (speaker, text)
 
 

@@ -105,7 +105,9 @@ def knowledge_sections(folder: Path) -> list[tuple[str, str]]:
     """(text, source) per ``##`` section of each Markdown file, for continued pre-training."""
     out: list[tuple[str, str]] = []
     for path in sorted(folder.glob("*.md")):
-        text = path.read_text(encoding="utf-8")
+        # a section's "? question [answer words]" lines: the question, as callers ask it
+        text = re.sub(r"^\?\s*(.*?)\s*(?:\[[^\]]*\])?\s*$", r"\1",
+                      path.read_text(encoding="utf-8"), flags=re.M)
         for part in re.split(r"\n(?=#{1,3} )", text):
             if part.strip():
                 out.append((part.strip(), f"knowledge:{path.name}"))
