@@ -14,7 +14,7 @@ import re
 
 PRICE_QUESTION = re.compile(r"\bhow much\b|\bcosts?\b|\bprices?\b|\bfees?\b|\bcharges?\b|"
                             r"\bis (?:it|that|there) (?:free|extra|a charge)\b|"
-                            r"\bpay (?:extra|more)\b", re.I)
+                            r"\bpay (?:extra|more|anything|something)\b", re.I)
 HOW_MUCH = re.compile(r"\bhow much\b", re.I)  # a question, with or without its mark
 OWN_MONEY = re.compile(r"\b(?:owe|(?:my|our) (?:bill|balance|account|statement|invoice|data|"
                        r"usage)|charged me|i was charged|refund|(?:have|got) (?:i |we )?"

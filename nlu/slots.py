@@ -676,8 +676,7 @@ def _address(text: str, keywords: tuple[str, ...], expected: bool) -> str | None
     if street and not expected:
         return street.group().strip(" ,.")
     if expected:
-        value = re.sub(r"^(it'?s|it is|i live (at|on|in)|that'?s|the address is)\s+", "",
-                       text.strip(" .,!?"), flags=re.I)
+        value = _ADDRESS_LEAD.sub("", text.strip(" .,!?"))
         value = re.split(r"[.!?](?:\s|$)", value)[0].strip(" ,")  # one sentence, no more
         value = _address_kept(value, keywords)
         if not _names_a_place(value, keywords):
@@ -690,6 +689,12 @@ def _address(text: str, keywords: tuple[str, ...], expected: bool) -> str | None
 
 # An answer longer than this is more than an address; its house number and street are kept.
 ADDRESS_WORDS = 12
+# Words before the address in an answer to "what is the address?": "it's", "I live at",
+# "we're at", "we're staying at", "the cottage is at".
+_ADDRESS_LEAD = re.compile(r"^(?:(?:it'?s|it is|that'?s|the address is|(?:i|we|they) (?:live|"
+                           r"stay|am|are)|i'?m|we'?re|they'?re|(?:it|the \w+) is)"
+                           r"(?:\s+(?:staying|living|based|located))?(?:\s+(?:at|on|in))?"
+                           r"|(?:at|on))\s+", re.I)
 
 
 def _address_kept(value: str, keywords: tuple[str, ...]) -> str:

@@ -747,3 +747,55 @@ def test_a_doubted_turn_naming_a_ticket_asks_after_that_ticket(assistant) -> Non
     ticket = opened.tickets[0].id
     confirmed = _say(manager, state, "can you just confirm reference one is booked")
     assert ticket in confirmed.reply
+
+
+def test_a_request_said_with_a_wrong_pin_is_kept_for_the_right_one(assistant) -> None:
+    manager = assistant.dialogue(crm_for_suite())
+    state = manager.start()
+    _say(manager, state, "Hi, I want to check my balance. Account 40019012, PIN 1234.")
+    assert state.flow == "check_balance" and not state.verified
+    assert "37.85" in _say(manager, state, "Ah no, it's 2468").reply
+
+
+def test_a_caller_giving_their_name_and_identity_is_asked_what_they_need(assistant) -> None:
+    manager = assistant.dialogue(crm_for_suite())
+    state = manager.start()
+    hello = _say(manager, state, "Hello again, it's Sarah Mitchell, account 40011234, PIN 4821.")
+    assert hello.verified and hello.reply.endswith("How can I help you today?")
+    assert state.flow is None
+
+
+def test_an_account_number_given_with_a_forgotten_pin_asks_for_the_date_of_birth(
+        assistant) -> None:
+    manager = assistant.dialogue(crm_for_suite())
+    state = manager.start()
+    asked = _say(manager, state, "What's my balance?",
+                 "Sure, the account is 40019012, but I've forgotten my PIN actually.")
+    assert "date of birth" in asked.reply
+    assert "37.85" in _say(manager, state, "the second of November 1976").reply
+
+
+def test_declining_an_offer_with_a_new_request_answers_the_request(assistant) -> None:
+    manager = assistant.dialogue(crm_for_suite())
+    state = manager.start()
+    _say(manager, state, "I need to change my email address", "40019012 pin 2468")
+    assert state.offered_handoff
+    told = _say(manager, state, "No, don't worry about it. What's my balance though?")
+    assert "37.85" in told.reply and not told.handoff
+
+
+def test_a_verified_caller_is_not_read_their_own_figures_for_someone_else(assistant) -> None:
+    manager = assistant.dialogue(crm_for_suite())
+    state = manager.start()
+    _say(manager, state, "What's my balance?", "40019012 pin 2468")
+    other = _say(manager, state, "And what does my sister owe on hers?")
+    assert "37.85" not in other.reply and "holder" in other.reply
+
+
+def test_a_question_after_a_finished_request_is_read_with_its_reply(assistant) -> None:
+    manager = assistant.dialogue(crm_for_suite())
+    state = manager.start()
+    _say(manager, state, "I want to dispute a charge on my bill", "40019012 pin 2468",
+         "it was 35 dollars")
+    asked = _say(manager, state, "So do I still need to pay that bit?")
+    assert "do not need to pay" in asked.reply and "payment link" not in asked.reply

@@ -318,3 +318,11 @@ def test_an_address_reading_must_name_a_town_served_when_one_is_known() -> None:
     assert reading_that_names("anything", lambda: ["x"], []) == "anything"
     prompt = places_prompt("My address is 12 Harbour Road.", towns)
     assert prompt == "My address is 12 Harbour Road. Our towns: Brightwater, Kingsbridge, Oxford."
+
+
+@pytest.mark.parametrize("said", ["We're at 2 Lark Lane, Brightwater.",
+                                  "we're staying at 2 Lark Lane, Brightwater",
+                                  "the cottage is at 2 Lark Lane, Brightwater"])
+def test_an_address_answer_loses_the_words_before_it(said: str) -> None:
+    from nlu.slots import _address
+    assert _address(said, ("address",), True) == "2 Lark Lane, Brightwater"

@@ -143,8 +143,11 @@ class DialogueManager:
         said: list[str] = []
         before_tickets = len(state.tickets)
         turn = self._hear(state, text, dtmf)
-        turn.context, state.asked_before = state.asked_before, ""
         done, state.just_done = state.just_done, None
+        # a question after an answer or a finished request is read with what it follows
+        # ("so do I still need to pay that bit?" after a charge was disputed)
+        turn.context = state.asked_before or (state.told if done else "")
+        state.asked_before = ""
         if (turn.recognised and turn.recognised == done and not turn.progress
                 and turn.confidence < self.policy.min_confidence):
             turn.confidence = self.policy.min_confidence  # "so when will it be back up?"
@@ -157,6 +160,7 @@ class DialogueManager:
             state.knowledge_sources.append(source)
         reply = self._scrub(state, " ".join(said))
         state.transcript.append(("agent", reply))
+        state.told = reply if state.just_done else ""
         return self._outcome(state, reply, turn, state.tickets[before_tickets:], source)
 
     def _hear(self, state: DialogueState, text: str, dtmf: str) -> _Turn:
@@ -210,7 +214,10 @@ class DialogueManager:
             self._handoff(state, said, "caller asked for a person")
         elif offered and offers.is_consent(turn.text):
             self._handoff(state, said, "no answer in the knowledge base")
-        elif (offered or proposed) and offers.declines(turn.text):
+        elif (offered or proposed) and offers.declines(turn.text) and not (
+                self._a_request(turn) and turn.intent != proposed
+                and turn.confidence >= self.policy.switch_confidence):
+            # "no thanks" (but "no, don't worry. What's my balance though?" asks anew)
             said.append(self.domain.prompts.get(
                 "offer_declined", "No problem. Is there anything else I can help you with?"))
         elif proposed and offers.is_consent(turn.text):
@@ -257,6 +264,10 @@ class DialogueManager:
             self._misunderstood(state, said)
         elif state.pending and turn.intent == state.flow:
             self._unanswered(state, said)  # the same request again, without the answer
+        elif state.verified and turn.intent and self._about_someone_else(turn):
+            said.append(self.domain.prompts.get(
+                "someone_else", "I can only discuss an account with its holder. They're "
+                "welcome to call us themselves. Is there anything else I can help you with?"))
         elif turn.intent and self._answer_first(state, turn):
             answer = self._look_up(turn)
             assert answer is not None  # _answer_first made sure
@@ -321,24 +332,35 @@ class DialogueManager:
         you?", "can she be at home for the engineer?"): answered from the knowledge base
         and the request offered, not started. Only when the pack answers it; "switch me to
         Unlimited 5G", "can I pay my bill?" and "how much do I owe?" go to their flows as
-        before, and so does a question the recogniser is sure is a request."""
+        before, and so does a question the recogniser is sure is a request. A question
+        is answered first only for an intent the pack gives an ``offer`` (a price, also
+        for any request that acts): "is there a problem with broadband in Oxford?" is
+        what the outage flow itself answers."""
         if (turn.dtmf or state.pending is not None or turn.intent == state.flow
                 or self.knowledge is None or turn.intent in ALWAYS_SWITCH):
             return False
-        serves = any(kind in ("verify", "ask", "lookup", "update", "create_ticket")
-                     for kind, _ in _steps(self.domain.flows.get(turn.intent, [])))
-        priced = prices.asks_a_price(turn.text) and (
+        acts = any(kind in ("update", "create_ticket")
+                   for kind, _ in _steps(self.domain.flows.get(turn.intent, [])))
+        intent = self.domain.intents.get(turn.intent)
+        offered = bool(intent and intent.offer)  # the pack offers it after an answer
+        priced = (acts or offered) and prices.asks_a_price(turn.text) and (
             offers.asks_a_question(turn.text) or prices.HOW_MUCH.search(turn.text) is not None)
-        wanted = priced or (turn.confidence < self.policy.sure_request
+        wanted = priced or (offered and turn.confidence < self.policy.sure_request
                             and phrases.asks_how_things_are(turn.text))
-        return serves and wanted and self._look_up(turn) is not None
+        return wanted and self._look_up(turn) is not None
 
     def _pin_forgotten(self, state: DialogueState, turn: _Turn) -> bool:
-        """Asked for the PIN, the caller does not know it ("I forgot my PIN"): the date of
-        birth proves identity as well, so it is asked for instead of the PIN again."""
-        return (state.pending == "pin" and not state.verified and not turn.dtmf
-                and not turn.found.keys() & IDENTITY and "date_of_birth" in self.domain.slots
-                and phrases.FORGOTTEN.search(turn.text) is not None)
+        """Asked for the PIN, the caller does not know it ("I forgot my PIN"), or gives the
+        account number saying so: the date of birth proves identity as well, so it is asked
+        for instead of the PIN."""
+        if state.verified or turn.dtmf or "date_of_birth" not in self.domain.slots or \
+                turn.found.keys() & {"pin", "date_of_birth"} or \
+                phrases.FORGOTTEN.search(turn.text) is None:
+            return False
+        if state.pending == "pin":
+            return "account_number" not in turn.found
+        # "the account is 40019012, but I've forgotten my PIN"
+        return "account_number" in turn.found and re.search(r"\bpin\b", turn.text, re.I) is not None
 
     def _wants_person(self, turn: _Turn) -> bool:
         """A clear request for a person wins over any flow: the words themselves, or the
@@ -373,12 +395,30 @@ class DialogueManager:
         if not (self._can_verify(state) or (state.flow is None and only_identity)):
             return True
         if not self._verify(state, said):
+            if state.flow is None and not only_identity and self._a_request(turn):
+                pending, question = state.pending, state.question
+                self._start_flow(state, turn.intent)  # "I want my data usage, PIN 1234":
+                state.pending, state.question = pending, question  # kept for the right PIN
             return False
         turn.progress = True
         if state.flow is None and only_identity:
             said.append("How can I help you today?")
             return False
         return True
+
+    def _about_someone_else(self, turn: _Turn) -> bool:
+        """A verified caller asking to read someone else's account ("what does my sister
+        owe on hers?"): their own figures are not read out as if they were the other's.
+        (Before verification, whoever proves an account with its PIN may hear it.)"""
+        steps = _steps(self.domain.flows.get(turn.intent, []))
+        reads = any(kind == "lookup" for kind, _ in steps) and not any(
+            kind in ("update", "create_ticket") for kind, _ in steps)
+        return reads and not turn.dtmf and phrases.SOMEONE_ELSE.search(turn.text) is not None
+
+    def _a_request(self, turn: _Turn) -> bool:
+        """The turn asks for something a flow does (not a goodbye or a question)."""
+        return (turn.intent in self.domain.flows and turn.confidence >= self.policy.min_confidence
+                and turn.intent not in ALWAYS_SWITCH | {"out_of_scope", "knowledge_question"})
 
     def _drop_misreadings(self, found: dict[str, str]) -> dict[str, str]:
         """Values a slot took from words meant for another: a date of birth is not also the
@@ -764,9 +804,10 @@ class DialogueManager:
         be on it?" after "how much is Family Share?"), or has no answer alone."""
         if self.knowledge is None:
             return None
-        follows = bool(turn.context) and phrases.FOLLOW_UP.search(turn.text) is not None
+        asked = bool(turn.context) and offers.asks_a_question(turn.text)
+        follows = asked and phrases.FOLLOW_UP.search(turn.text) is not None
         alone = None if follows else self.knowledge.answer(turn.text)
-        if turn.context and alone is None:
+        if asked and alone is None:
             joined = self.knowledge.answer(turn.text, turn.context)
             if joined is not None:
                 turn.asked = f"{turn.context} {turn.text}"
@@ -855,7 +896,8 @@ def _ticket_facts(ticket: Ticket) -> dict[str, Any]:
 
 def _only_identity(text: str) -> bool:
     """'It's 40011234, pin 4821' asks for nothing: no flow should start from it."""
-    rest = re.sub(r"[\d\W_]+", " ", phrases.FILLER.sub(" ", spoken_digits_to_text(text)))
+    named = phrases.NAMES.sub(" ", spoken_digits_to_text(text))
+    rest = re.sub(r"[\d\W_]+", " ", phrases.FILLER.sub(" ", named))
     months = r"\b(january|february|march|april|may|june|july|august|september|october|" \
              r"november|december|st|nd|rd|th)\b"
     return len(re.sub(months, " ", rest, flags=re.I).split()) <= 1

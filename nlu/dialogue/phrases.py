@@ -29,13 +29,25 @@ FORGOTTEN = re.compile(r"\b(?:forgot|forgotten|forget|no idea|not sure what it i
                        r"(?:can'?t|cannot|don'?t|do not)\s+(?:\w+\s+)?(?:remember|recall|know)|"
                        r"never (?:had|set|got))\b", re.I)
 FILLER = re.compile(r"\b(it'?s|it is|my|is|the|and|account|number|no|pin|code|date|of|birth|"
-                    r"born|on|hi|hello|yes|sure|ok(ay)?|here|that'?s|i|am|er|um|uh)\b", re.I)
+                    r"born|on|hi|hello|hey|yes|sure|ok(ay)?|here|there|that'?s|i|i'?m|am|er|um|"
+                    r"uh|again|this|calling|speaking|name|called)\b", re.I)
+# A caller naming themself ("it's Sarah Mitchell", "this is Tom"): the name, one or two words.
+NAMES = re.compile(r"\b(?i:it'?s|it is|this is|i'?m|i am|my name is|name'?s)\s+"
+                   r"[A-Z][\w'-]+(?:\s+[A-Z][\w'-]+)?")
 # A question that follows on from the one just answered and leaves its topic out: "and
 # what about in the US?", "how much is that one?", "and how many people can be on it?".
 FOLLOW_UP = re.compile(r"^\W*(?:(?:ok(?:ay)?|right|oh|so|um|uh)\W+)*(?:and|what about|how about|"
                        r"also|then|what if)\b|\b(?:that one|this one|that plan|that|it|there|"
                        r"them|those)\W*$|^(?:\W*\w+){0,8}\W*\b(?:that one|this one|it|there)\b",
                        re.I)
+# Asking after someone else's account ("what does my sister owe on hers?", "my husband's
+# balance"): told only to its holder, whoever is verified on this call.
+_RELATIVE = (r"(?:sister|brother|husband|wife|partner|mum|mom|mother|dad|father|son|daughter|"
+             r"friend|girlfriend|boyfriend|neighbou?r|flatmate|roommate|colleague|boss)")
+SOMEONE_ELSE = re.compile(rf"\b(?:my|his|her|their) {_RELATIVE}'?s? (?:account|balance|bill|"
+                          rf"usage|data|plan|ticket)\b|\b(?:what|how much) (?:does|did|has) "
+                          rf"(?:my|his|her|their) {_RELATIVE} (?:owe|use|used|pay)\b|"
+                          rf"\bon (?:hers|his|theirs)\b", re.I)
 # A request put as a question ("can you change my plan?", "can I get a new SIM?") or said
 # outright ("I'd like to ..."), as against a question about how things work ("can I keep
 # my number if I leave?", "can you tell me how long porting takes?").

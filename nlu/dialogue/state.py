@@ -35,6 +35,7 @@ class DialogueState:
     knowledge_sources: list[str] = field(default_factory=list)
     asked_before: str = ""  # the question the knowledge base answered last turn, if any
     just_done: str | None = None  # the flow the last turn finished, if any
+    told: str = ""  # the reply of the turn that finished a flow, for a question after it
     transcript: list[tuple[str, str]] = field(default_factory=list)  # (speaker, text)
 
 
