@@ -7,6 +7,7 @@ and ``outages`` seed a fresh demo CRM per run; each call is a list of turns
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -29,7 +30,9 @@ TURN_EXPECT = {"intent", "slots", "verified", "handoff", "ticket", "reply_contai
                "reply_not_contains"}
 CALL_KEYS = {"name", "caller_id", "turns", "expect"}
 CALL_EXPECT = {"tickets", "handoff", "verified", "reply_contains", "never_says"}
-TOP_KEYS = {"customers", "outages", "calls"}
+# ``today`` (extra to the contract): the date the calls happen on, so that "next Tuesday"
+# means the same day whenever the file is run; the real date when absent.
+TOP_KEYS = {"customers", "outages", "calls", "today"}
 
 # Builds a dialogue manager over a CRM; the runner supplies a fresh CRM per call.
 ManagerFactory = Callable[[DemoCRM], DialogueManager]
@@ -99,6 +102,9 @@ def load_scenarios(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict) or not isinstance(data.get("calls"), list):
         raise ConfigError(f"scenario file {path} needs a top-level `calls:` list")
     _check_keys(data, TOP_KEYS, f"{path}")
+    if "today" in data and not isinstance(data["today"], dt.date):
+        raise ConfigError(f"{path}: `today` must be a date such as 2026-12-01, "
+                          f"not {data['today']!r}")
     for i, call in enumerate(data["calls"], 1):
         where = f"{path}: call {i} ({call.get('name', 'unnamed')})"
         _check_keys(call, CALL_KEYS, where)
@@ -133,7 +139,10 @@ def run_scenarios(path: Path, make_manager: ManagerFactory, hear: Hear = text_mo
     for call in data["calls"]:
         crm = DemoCRM()
         crm.load(data.get("customers") or [], data.get("outages") or [])
-        result = run_call(call, make_manager(crm), hear, path.parent)
+        manager = make_manager(crm)
+        if data.get("today"):
+            manager.extractor = dataclasses.replace(manager.extractor, today=data["today"])
+        result = run_call(call, manager, hear, path.parent)
         results.append(result)
         if on_call is not None:
             on_call(result)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import shutil
@@ -27,7 +28,9 @@ def crm_for_suite() -> DemoCRM:
 
 @pytest.mark.parametrize("call", SCENARIOS["calls"], ids=[c["name"] for c in SCENARIOS["calls"]])
 def test_scenario(assistant, call: dict) -> None:
-    result = run_call(call, assistant.dialogue(crm_for_suite()), text_mode, SUITE.parent)
+    manager = assistant.dialogue(crm_for_suite())
+    manager.extractor = dataclasses.replace(manager.extractor, today=SCENARIOS["today"])
+    result = run_call(call, manager, text_mode, SUITE.parent)
     problems = result.failures + [f"turn {i + 1}: {f}" for i, t in enumerate(result.turns)
                                   for f in t.failures]
     assert not problems, "\n".join(problems + [f"{t.caller!r} -> {t.reply!r}"
@@ -799,3 +802,16 @@ def test_a_question_after_a_finished_request_is_read_with_its_reply(assistant) -
          "it was 35 dollars")
     asked = _say(manager, state, "So do I still need to pay that bit?")
     assert "do not need to pay" in asked.reply and "payment link" not in asked.reply
+
+
+def test_a_scenario_file_can_fix_the_day_its_calls_happen_on(assistant, tmp_path: Path) -> None:
+    scenario = tmp_path / "dated.yaml"
+    scenario.write_text(yaml.safe_dump({"today": dt.date(2026, 3, 2), "calls": [{
+        "name": "tomorrow", "turns": [
+            {"say": "I'd like an engineer visit tomorrow morning"},
+            {"say": "40019012 pin 2468", "expect": {"ticket": {"date": "2026-03-03"}}}]}],
+        "customers": SCENARIOS["customers"]}))
+    assert report(run_scenarios(scenario, assistant.dialogue))["passed"] == 1
+    scenario.write_text("today: soon\ncalls: [{name: x, turns: [{say: hi}]}]\n")
+    with pytest.raises(ConfigError, match="today"):
+        load_scenarios(scenario)
