@@ -815,3 +815,15 @@ def test_a_scenario_file_can_fix_the_day_its_calls_happen_on(assistant, tmp_path
     scenario.write_text("today: soon\ncalls: [{name: x, turns: [{say: hi}]}]\n")
     with pytest.raises(ConfigError, match="today"):
         load_scenarios(scenario)
+
+
+def test_a_request_taken_back_right_after_it_was_made_is_withdrawn(assistant) -> None:
+    crm = crm_for_suite()
+    manager = assistant.dialogue(crm)
+    state = manager.start()
+    made = _say(manager, state, "I want to cancel my broadband", "40019012 pin 2468")
+    ticket = made.tickets[0].id
+    back = _say(manager, state, "Hang on, I've changed my mind, don't cancel it.")
+    assert ticket in back.reply and "withdrawn" in back.reply
+    assert crm.ticket(ticket).status == "withdrawn"
+    assert manager.summary(state)["tickets"][0]["id"] == ticket

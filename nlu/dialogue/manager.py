@@ -80,6 +80,7 @@ class _Turn:
     intent: str = ""
     progress: bool = False
     context: str = ""  # the question the knowledge base answered just before
+    after: str | None = None  # the flow the turn before finished, if any
     asked: str = ""  # the question as the knowledge base last read it, context and all
 
 
@@ -144,6 +145,7 @@ class DialogueManager:
         before_tickets = len(state.tickets)
         turn = self._hear(state, text, dtmf)
         done, state.just_done = state.just_done, None
+        turn.after = done
         # a question after an answer or a finished request is read with what it follows
         # ("so do I still need to pay that bit?" after a charge was disputed)
         turn.context = state.asked_before or (state.told if done else "")
@@ -238,6 +240,18 @@ class DialogueManager:
             said.append(self.domain.prompts.get(
                 "request_dropped", "No problem, I won't go ahead with that. Is there anything "
                 "else I can help you with?"))
+        elif (withdrawn := self._taken_back(state, turn)) is not None:
+            # "hang on, I've changed my mind, don't cancel it": the request just made undone
+            state.flow_ticket = self.crm.update_ticket(withdrawn.id, status="withdrawn")
+            state.tickets = [state.flow_ticket if t.id == withdrawn.id else t
+                             for t in state.tickets]
+            said.append(self.domain.prompts.get(
+                "request_withdrawn", "No problem, I've withdrawn request {ticket}.").format(
+                ticket=withdrawn.id))
+            answer = self._look_up(turn) if offers.asks_a_question(turn.text) else None
+            said.append(answer.text if answer else self.domain.prompts.get(
+                "offer_declined", "Is there anything else I can help you with?"))
+            return answer.source if answer else None
         elif self._pin_forgotten(state, turn):
             said.append(self.domain.prompts.get("pin_forgotten", "No problem."))
             self._ask(state, said, "date_of_birth")
@@ -414,6 +428,14 @@ class DialogueManager:
         reads = any(kind == "lookup" for kind, _ in steps) and not any(
             kind in ("update", "create_ticket") for kind, _ in steps)
         return reads and not turn.dtmf and phrases.SOMEONE_ELSE.search(turn.text) is not None
+
+    def _taken_back(self, state: DialogueState, turn: _Turn) -> Ticket | None:
+        """The ticket the request finished last turn opened, when the caller now takes the
+        request back in so many words ("I've changed my mind, don't cancel it")."""
+        if state.flow or turn.dtmf or not turn.after or not phrases.TAKEN_BACK.search(turn.text):
+            return None
+        ticket = state.flow_ticket  # the finished flow's, until the next flow starts
+        return ticket if ticket is not None and ticket.status != "withdrawn" else None
 
     def _a_request(self, turn: _Turn) -> bool:
         """The turn asks for something a flow does (not a goodbye or a question)."""

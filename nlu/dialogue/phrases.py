@@ -23,6 +23,11 @@ THAT_TICKET = re.compile(r"\b(?:that|this|the|my) (?:ticket|reference|case|compl
 CALL_OFF = re.compile(r"\b(?:don'?t|do not) (?:cancel|book|go ahead)\b|"
                       r"\bchanged my mind\b|\bnever ?mind\b|\bforget (?:it|about it|that)\b|"
                       r"\b(?:don'?t|do not) bother\b|\bcall it off\b", re.I)
+# The request just made taken back in so many words: "I've changed my mind, don't cancel
+# it", "call it off", "cancel that booking".
+TAKEN_BACK = re.compile(r"\bchanged my mind\b|\b(?:don'?t|do not) (?:cancel|book|go ahead)\b|"
+                        r"\bcall it off\b|\b(?:cancel|withdraw|undo|scrap) (?:that|the|my) "
+                        r"(?:request|cancellation|booking|ticket|order)\b", re.I)
 # "I forgot my PIN", "I don't know it", "no idea, sorry"
 FORGOTTEN = re.compile(r"\b(?:forgot|forgotten|forget|no idea|not sure what it is|"
                        r"(?:don'?t|do not) have (?:it|my pin|the pin|that)(?: \w+)?|"
