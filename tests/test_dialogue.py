@@ -827,3 +827,13 @@ def test_a_request_taken_back_right_after_it_was_made_is_withdrawn(assistant) ->
     assert ticket in back.reply and "withdrawn" in back.reply
     assert crm.ticket(ticket).status == "withdrawn"
     assert manager.summary(state)["tickets"][0]["id"] == ticket
+
+
+def test_asked_for_the_reference_again_the_assistant_repeats_it(assistant) -> None:
+    manager = assistant.dialogue(crm_for_suite())
+    state = manager.start()
+    made = _say(manager, state, "I need a new SIM, mine is broken", "40019012 pin 2468")
+    again = _say(manager, state, "sorry, what was the reference number again?")
+    assert again.reply == f"Your reference is {made.tickets[0].id}."
+    later = _say(manager, state, "and how long will that take?")
+    assert "next working day" in later.reply

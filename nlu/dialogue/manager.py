@@ -233,6 +233,13 @@ class DialogueManager:
             if offered:
                 state.offered_handoff = True
             state.offered_flow = proposed
+        elif state.tickets and not turn.dtmf and not state.pending and \
+                phrases.WHICH_REFERENCE.search(turn.text) and \
+                turn.found.get("ticket_id", state.tickets[-1].id) == state.tickets[-1].id:
+            # "sorry, what was that reference again?": the one this call just gave
+            said.append(self.domain.prompts.get("reference", "Your reference is {ticket}.")
+                        .format(ticket=state.tickets[-1].id))
+            state.just_done, state.asked_before = turn.after, turn.context  # topic kept
         elif state.flow and not turn.dtmf and phrases.CALL_OFF.search(turn.text):
             # "no wait, don't cancel", "forget it": the request is dropped, nothing done
             state.flow = state.pending = None

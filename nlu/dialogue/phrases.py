@@ -19,6 +19,10 @@ THAT_TICKET = re.compile(r"\b(?:that|this|the|my) (?:ticket|reference|case|compl
                          r"request)(?: number)? (?:you|that you|which you) (?:just )?"
                          r"(?:opened|created|gave|made|raised|logged)|\b(?:that|this) "
                          r"(?:ticket|reference|case)\b", re.I)
+# "What was that reference again?", "sorry, what's my ticket number?": the one just given.
+WHICH_REFERENCE = re.compile(r"\bwhat(?: was|'s| is)? (?:the|that|my|your|this) (?:reference|"
+                             r"ticket|case)(?: number)?\b|\b(?:reference|ticket) number again\b|"
+                             r"\b(?:repeat|say) (?:the|that|my) (?:reference|ticket)", re.I)
 # The caller calls off the request under way.
 CALL_OFF = re.compile(r"\b(?:don'?t|do not) (?:cancel|book|go ahead)\b|"
                       r"\bchanged my mind\b|\bnever ?mind\b|\bforget (?:it|about it|that)\b|"
@@ -43,7 +47,7 @@ NAMES = re.compile(r"\b(?i:it'?s|it is|this is|i'?m|i am|my name is|name'?s)\s+"
 # what about in the US?", "how much is that one?", "and how many people can be on it?".
 FOLLOW_UP = re.compile(r"^\W*(?:(?:ok(?:ay)?|right|oh|so|um|uh)\W+)*(?:and|what about|how about|"
                        r"also|then|what if)\b|\b(?:that one|this one|that plan|that|it|there|"
-                       r"them|those)\W*$|^(?:\W*\w+){0,8}\W*\b(?:that one|this one|it|there)\b",
+                       r"them|those)\W*$|^(?:\W*\w+){0,8}\W*\b(?:that|this one|it|there)\b",
                        re.I)
 # Asking after someone else's account ("what does my sister owe on hers?", "my husband's
 # balance"): told only to its holder, whoever is verified on this call.
