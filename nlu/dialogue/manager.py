@@ -226,13 +226,6 @@ class DialogueManager:
             turn.intent = proposed  # "yes please" to "shall I go ahead?"
             self._start_flow(state, proposed)
             return self._run(state, said, turn)
-        elif not turn.dtmf and phrases.REPEAT.search(turn.text) and not turn.found and \
-                (last := next((t for s, t in reversed(state.transcript[:-1]) if s == "agent"),
-                              "")):
-            said.append(last)  # "sorry, what was that?": said again, nothing else changes
-            if offered:
-                state.offered_handoff = True
-            state.offered_flow = proposed
         elif state.tickets and not turn.dtmf and not state.pending and \
                 phrases.WHICH_REFERENCE.search(turn.text) and \
                 turn.found.get("ticket_id", state.tickets[-1].id) == state.tickets[-1].id:
@@ -240,10 +233,20 @@ class DialogueManager:
             said.append(self.domain.prompts.get("reference", "Your reference is {ticket}.")
                         .format(ticket=state.tickets[-1].id))
             state.just_done, state.asked_before = turn.after, turn.context  # topic kept
+        elif not turn.dtmf and phrases.REPEAT.search(turn.text) and not turn.found and \
+                (last := next((t for s, t in reversed(state.transcript[:-1]) if s == "agent"),
+                              "")):
+            said.append(last)  # "sorry, what was that?": said again, nothing else changes
+            if offered:
+                state.offered_handoff = True
+            state.offered_flow = proposed
         elif state.flow and not turn.dtmf and phrases.CALL_OFF.search(turn.text):
             # "no wait, don't cancel", "forget it": the request is dropped, nothing done
             state.flow = state.pending = None
             state.queued = []
+            if offers.says_goodbye(turn.text) and "goodbye" in self.domain.flows:
+                self._start_flow(state, "goodbye")  # "forget it, bye"
+                return self._run(state, said, turn)
             said.append(self.domain.prompts.get(
                 "request_dropped", "No problem, I won't go ahead with that. Is there anything "
                 "else I can help you with?"))
@@ -293,6 +296,10 @@ class DialogueManager:
             answer = self._look_up(turn)
             assert answer is not None  # _answer_first made sure
             said.append(answer.text)
+            if turn.intent in state.completed_flows:
+                said.append(self.domain.prompts.get(
+                    "offer_declined", "Is there anything else I can help you with?"))
+                return answer.source  # done already this call: nothing to offer again
             said.append(self.domain.intents[turn.intent].offer or self.domain.prompts.get(
                 "offer_action", "Would you like me to go ahead with that?"))
             state.offered_flow = turn.intent
@@ -366,8 +373,14 @@ class DialogueManager:
         offered = bool(intent and intent.offer)  # the pack offers it after an answer
         priced = (acts or offered) and prices.asks_a_price(turn.text) and (
             offers.asks_a_question(turn.text) or prices.HOW_MUCH.search(turn.text) is not None)
-        wanted = priced or (offered and turn.confidence < self.policy.sure_request
-                            and phrases.asks_how_things_are(turn.text))
+        # a question is never taken for a request that acts ("will I keep the same
+        # number?" after a new SIM opened no number transfer), however sure the recogniser
+        # ... but one that says what it wants done ("can an engineer come on Thursday
+        # afternoon?") is that request
+        specific = bool((turn.found.keys() - IDENTITY) & self._flow_slots(turn.intent)) and \
+            not phrases.asks_what_or_how(turn.text)
+        wanted = priced or (offered and not specific and phrases.asks_how_things_are(
+            turn.text) and (acts or turn.confidence < self.policy.sure_request))
         return wanted and self._look_up(turn) is not None
 
     def _pin_forgotten(self, state: DialogueState, turn: _Turn) -> bool:

@@ -43,8 +43,8 @@ def _words(text: str) -> tuple[list[str], bool]:
 def is_consent(text: str) -> bool:
     """A short yes: a yes word, no no word, no question, little else ("yes please")."""
     words, question = _words(text)
-    if question or not _YES & set(words) or _NO & set(words):
-        return False
+    if question or not _YES & set(words) or _NO & set(words) or says_goodbye(text):
+        return False  # "alright, thanks, goodbye" ends the call, it takes up no offer
     return len([w for w in words if w not in _YES | _ANSWER]) <= 1
 
 

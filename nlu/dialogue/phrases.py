@@ -11,7 +11,10 @@ ANGER = re.compile(r"\b(ridiculous|useless|furious|angry|outrageous|disgusting|p
 # "Sorry, what was that?", "pardon?", "can you say that again?"
 REPEAT = re.compile(r"\b(?:what was that|pardon|(?:say|repeat) (?:that|it|this)(?: again)?|"
                     r"come again|didn'?t (?:catch|hear|get) (?:that|you|it)|what did you say|"
-                    r"one more time)\b|^\W*(?:sorry|what|huh|eh)\W*$", re.I)
+                    r"one more time)\b|^\W*(?:sorry|what|huh|eh)\W*$|"
+                    # "and when is it due again?", "sorry, what time did you say?"
+                    r"^\W*(?:(?:and|so|sorry|um|uh|ok(?:ay)?)\W+)*(?:what|when|how much|how "
+                    r"long|which)\b[^.?!]{0,40}\b(?:again|did you (?:say|tell me))\W*$", re.I)
 # Where one turn joins two requests ("my balance and also my data usage").
 ALSO = re.compile(r",?\s+\b(?:and also|and then|and|as well as|plus|also)\b\s+", re.I)
 # The ticket this call just created, referred to as such.
@@ -24,7 +27,7 @@ WHICH_REFERENCE = re.compile(r"\bwhat(?: was|'s| is)? (?:the|that|my|your|this) 
                              r"ticket|case)(?: number)?\b|\b(?:reference|ticket) number again\b|"
                              r"\b(?:repeat|say) (?:the|that|my) (?:reference|ticket)", re.I)
 # The caller calls off the request under way.
-CALL_OFF = re.compile(r"\b(?:don'?t|do not) (?:cancel|book|go ahead)\b|"
+CALL_OFF = re.compile(r"\b(?:don'?t|do not) (?:(?:want|need) to )?(?:cancel|book|go ahead)\b|"
                       r"\bchanged my mind\b|\bnever ?mind\b|\bforget (?:it|about it|that)\b|"
                       r"\b(?:don'?t|do not) bother\b|\bcall it off\b", re.I)
 # The request just made taken back in so many words: "I've changed my mind, don't cancel
@@ -61,6 +64,7 @@ SOMEONE_ELSE = re.compile(rf"\b(?:my|his|her|their) {_RELATIVE}'?s? (?:account|b
 # outright ("I'd like to ..."), as against a question about how things work ("can I keep
 # my number if I leave?", "can you tell me how long porting takes?").
 REQUEST = re.compile(r"\b(?:i'?d like|i would like|i want|i wanna|i need to|please|"
+                     r"is it possible to|is there (?:any )?way (?:to|i can|you can|you could)|"
                      r"(?:can|could|would|will) you (?!tell me|explain|let me know))\b|"
                      r"(?:^|[.,;!?]\s*)(?:(?:um|uh|so|and|but|ok|okay|yes|hi|hello|well|"
                      r"right)\W+)*(?:can|could|may) i (?!use|keep|take|bring|still)", re.I)
@@ -70,6 +74,15 @@ OWN_ACCOUNT = re.compile(r"\b(?:my|our) (?:bill|balance|account|usage|ticket|ord
                          r"wi-?fi|allowance|data)\b|\bi owe\b|\b(?:have|did) i (?:used|use)\b|"
                          r"\bi'?ve used\b|\b(?:do|have) i (?:have|got) left\b", re.I)
 _SENTENCE = re.compile(r"[^.?!]+\?")
+_WH = re.compile(r"^\W*(?:(?:and|so|but|um|uh|ok(?:ay)?|right|well|sorry)\W+)*(?:what|what's|"
+                 r"whats|when|where|which|who|why|how)\b", re.I)
+
+
+def asks_what_or_how(text: str) -> bool:
+    """A question of its own words' asking ("what hours is the afternoon slot?"), not one
+    to be answered yes or no ("can an engineer come on Thursday afternoon?")."""
+    return any(_WH.search(clause) for sentence in _SENTENCE.findall(text)
+               for clause in re.split(r"[,;:]", sentence))
 
 
 def asks_how_things_are(text: str) -> bool:
