@@ -594,10 +594,15 @@ def _time(text: str) -> str | None:
     m = re.search(r"\b([01]?\d|2[0-3]):([0-5]\d)\b", lowered)
     if m:
         return f"{int(m.group(1)):02d}:{m.group(2)}"
-    for word in ("morning", "afternoon", "evening"):
-        if word in lowered:
-            return word
-    return None
+    said = [(m.start(), m.end(), m.group()) for m in _DAY_PART.finditer(lowered)
+            if not _NOT_THIS.search(lowered[:m.start()])]
+    kept = _kept(lowered, said)  # "morning, no sorry, afternoon" is the afternoon
+    return kept[-1][2] if kept else None
+
+
+_DAY_PART = re.compile(r"\b(?:morning|afternoon|evening)\b")
+# A value said only to be ruled out: "the afternoon, not the morning".
+_NOT_THIS = re.compile(r"\b(?:not|instead of|rather than|but not)\s+(?:the\s+|in the\s+)?$")
 
 
 _CURRENCY = r"(?:dollars?|bucks|pounds?|quid|euros?)"

@@ -837,3 +837,67 @@ def test_asked_for_the_reference_again_the_assistant_repeats_it(assistant) -> No
     assert again.reply == f"Your reference is {made.tickets[0].id}."
     later = _say(manager, state, "and how long will that take?")
     assert "next working day" in later.reply
+
+
+def test_a_question_about_a_request_that_acts_never_makes_it(assistant) -> None:
+    manager = assistant.dialogue(crm_for_suite())
+    state = manager.start()
+    _say(manager, state, "My phone was stolen", "40019012 pin 2468")
+    asked = _say(manager, state, "Will I keep the same number?")
+    assert len(state.tickets) == 1 and "number" in asked.reply and not asked.tickets
+
+
+def test_goodbye_after_an_offer_of_a_colleague_ends_the_call(assistant) -> None:
+    manager = assistant.dialogue(crm_for_suite())
+    state = manager.start()
+    _say(manager, state, "Do you sell gift vouchers for the cinema?")
+    assert state.offered_handoff
+    bye = _say(manager, state, "Alright, thanks, goodbye")
+    assert bye.end_call and not bye.handoff
+
+
+def test_calling_off_a_request_while_identity_is_asked(assistant) -> None:
+    manager = assistant.dialogue(crm_for_suite())
+    state = manager.start()
+    _say(manager, state, "I want to cancel my broadband")
+    dropped = _say(manager, state, "Oh, then I don't want to cancel after all")
+    assert state.flow is None and "won't go ahead" in dropped.reply
+    other = manager.start()
+    _say(manager, other, "What's my balance?")
+    assert _say(manager, other, "Forget it, bye").end_call
+
+
+def test_asking_again_for_what_was_just_said_repeats_it(assistant) -> None:
+    manager = assistant.dialogue(crm_for_suite())
+    state = manager.start()
+    told = _say(manager, state, "What's my balance?", "40019012 pin 2468")
+    assert _say(manager, state, "And when is it due again?").reply == told.reply
+
+
+def test_a_value_put_right_after_the_request_changes_the_same_ticket(assistant) -> None:
+    crm = crm_for_suite()
+    manager = assistant.dialogue(crm)
+    state = manager.start()
+    booked = _say(manager, state, "I need an engineer to come out on Tuesday morning",
+                  "40019012 pin 2468")
+    ticket = booked.tickets[0]
+    fixed = _say(manager, state, "No sorry, I meant the afternoon, not the morning")
+    assert len(state.tickets) == 1 and ticket.id in fixed.reply and "afternoon" in fixed.reply
+    assert crm.ticket(ticket.id).fields["time"] == "afternoon"
+
+
+def test_that_one_after_a_ticket_is_that_ticket(assistant) -> None:
+    manager = assistant.dialogue(crm_for_suite())
+    state = manager.start()
+    made = _say(manager, state, "I need a new SIM, mine is broken", "40019012 pin 2468")
+    status = _say(manager, state, "What's the status on that one?")
+    assert made.tickets[0].id in status.reply
+
+
+def test_taking_the_plan_whose_price_was_just_told(assistant) -> None:
+    crm = crm_for_suite()
+    manager = assistant.dialogue(crm)
+    state = manager.start()
+    _say(manager, state, "How much is your Fibre 1000 broadband?")
+    _say(manager, state, "Yeah, I'll take that, upgrade me please", "40019012 pin 2468")
+    assert crm.customer("40019012").plan == "Fibre 1000"

@@ -151,11 +151,18 @@ class DialogueManager:
         turn.context = state.asked_before or (state.told if done else "")
         state.asked_before = ""
         if (turn.recognised and turn.recognised == done and not turn.progress
-                and turn.confidence < self.policy.min_confidence):
-            turn.confidence = self.policy.min_confidence  # "so when will it be back up?"
+                and turn.confidence < self.policy.min_confidence
+                and not (offers.asks_a_question(turn.text) and self._look_up(turn))):
+            # "so when will it be back up?" (but "should I restart my router meanwhile?"
+            # is for the knowledge base)
+            turn.confidence = self.policy.min_confidence
         source = self._respond(state, turn, said, offered, proposed)
         if source and turn.asked:
             state.asked_before = turn.asked[-FOLLOW_UP_CONTEXT:]
+        if source:  # the plan the question named, or the only one the answer names
+            named = [p["name"] for p in self.domain.plans if p["name"] in " ".join(said)]
+            state.mentioned_plan = turn.found.get("plan_name") or (
+                named[0] if len(named) == 1 else state.mentioned_plan)
         if not said and not (state.ended or state.handoff):
             said.append(self._question(state))  # a caller is never left in silence
         if source:
@@ -183,13 +190,22 @@ class DialogueManager:
             state.anger += len(phrases.ANGER.findall(text))
             if turn.intent == "goodbye" and not offers.says_goodbye(text):
                 turn.confidence = 0.0  # "what?", "uh": never a reason to hang up
-        if "ticket_id" not in turn.found and state.tickets and phrases.THAT_TICKET.search(text):
-            turn.found["ticket_id"] = state.tickets[-1].id  # "the ticket you just opened"
+        if "ticket_id" not in turn.found and state.tickets and (
+                phrases.THAT_TICKET.search(text) or turn.intent == "ticket_status"
+                and phrases.THAT_ONE.search(text)):
+            # "the ticket you just opened", "what's the status on that one?"
+            turn.found["ticket_id"] = state.tickets[-1].id
             state.slots["ticket_id"] = turn.found["ticket_id"]
         if ("ticket_id" in turn.found and turn.confidence < self.policy.min_confidence
                 and "ticket_id" not in self._flow_slots(turn.intent)
                 and "ticket_status" in self.domain.flows):
             turn.intent = "ticket_status"  # "can you confirm reference one is booked?"
+        if (state.mentioned_plan and not dtmf and "plan_name" not in turn.found
+                and "change_plan" in self.domain.flows and phrases.TAKE_IT.search(text)):
+            # "yeah, I'll take that, upgrade me please" after the plan's price was told
+            turn.found["plan_name"] = state.slots["plan_name"] = state.mentioned_plan
+            turn.intent = "change_plan"
+            turn.confidence = max(turn.confidence, self.policy.switch_confidence)
         turn.progress = bool(state.pending and state.pending in turn.found)
         if turn.progress and state.flow:
             turn.intent = state.flow  # the turn answered the assistant's question
@@ -262,6 +278,13 @@ class DialogueManager:
             said.append(answer.text if answer else self.domain.prompts.get(
                 "offer_declined", "Is there anything else I can help you with?"))
             return answer.source if answer else None
+        elif (amended := self._amends(state, turn)) is not None:
+            # "no sorry, I meant Thursday, not Tuesday" just after the booking: done again
+            # with the value put right, on the same ticket
+            ticket, turn.intent = state.flow_ticket, amended
+            self._start_flow(state, amended)
+            state.amending = ticket
+            return self._run(state, said, turn)
         elif self._pin_forgotten(state, turn):
             said.append(self.domain.prompts.get("pin_forgotten", "No problem."))
             self._ask(state, said, "date_of_birth")
@@ -448,6 +471,17 @@ class DialogueManager:
         reads = any(kind == "lookup" for kind, _ in steps) and not any(
             kind in ("update", "create_ticket") for kind, _ in steps)
         return reads and not turn.dtmf and phrases.SOMEONE_ELSE.search(turn.text) is not None
+
+    def _amends(self, state: DialogueState, turn: _Turn) -> str | None:
+        """The request finished last turn, when this turn puts one of its values right:
+        a value its flow asks for, said as a correction."""
+        if state.flow or turn.dtmf or not turn.after or not phrases.CORRECTS.search(turn.text):
+            return None
+        steps = _steps(self.domain.flows.get(turn.after, []))
+        if not any(kind in ("update", "create_ticket") for kind, _ in steps):
+            return None
+        return turn.after if (turn.found.keys() - IDENTITY) & self._flow_slots(
+            turn.after) else None
 
     def _taken_back(self, state: DialogueState, turn: _Turn) -> Ticket | None:
         """The ticket the request finished last turn opened, when the caller now takes the
@@ -784,6 +818,13 @@ class DialogueManager:
         priority = spec.get("priority") or self.domain.work_orders[kind].get("priority", "normal")
         fields = {f: state.slots[f] for f in spec.get("fields", []) if f in state.slots}
         fields["reported_by_call"] = True
+        amending, state.amending = state.amending, None
+        if amending is not None and amending.type == kind:  # the same request, put right
+            ticket = self.crm.update_ticket(amending.id, fields=fields)
+            state.tickets = [ticket if t.id == ticket.id else t for t in state.tickets]
+            state.flow_ticket = ticket
+            state.facts["ticket"] = _ticket_facts(ticket)
+            return
         same = next((t for t in state.tickets if t.type == kind and t.fields == fields), None)
         if same is not None:  # the caller said it again ("it was thirty five dollars")
             state.flow_ticket = same

@@ -22,6 +22,14 @@ THAT_TICKET = re.compile(r"\b(?:that|this|the|my) (?:ticket|reference|case|compl
                          r"request)(?: number)? (?:you|that you|which you) (?:just )?"
                          r"(?:opened|created|gave|made|raised|logged)|\b(?:that|this) "
                          r"(?:ticket|reference|case)\b", re.I)
+# Taking the plan just spoken of: "I'll take that, upgrade me please", "sign me up".
+TAKE_IT = re.compile(r"\b(?:i'?ll|i will|we'?ll|i'?d like to) (?:take|have|go (?:with|for)) "
+                     r"(?:that|it|this)(?: one| plan)?\b|\bsign me up\b|\b(?:upgrade|switch|"
+                     r"move|put) me(?: (?:to|on|onto|over to) (?:that|it|this)(?: one| plan)?)?\b|"
+                     r"\b(?:move|switch|change|upgrade|go) (?:to|over to|onto) (?:that|this)"
+                     r"(?: one| plan)?\b", re.I)
+# What the caller points at, the thing just spoken of: "that one", "it".
+THAT_ONE = re.compile(r"\b(?:that|this)(?: one)?\b|\bit\b", re.I)
 # "What was that reference again?", "sorry, what's my ticket number?": the one just given.
 WHICH_REFERENCE = re.compile(r"\bwhat(?: was|'s| is)? (?:the|that|my|your|this) (?:reference|"
                              r"ticket|case)(?: number)?\b|\b(?:reference|ticket) number again\b|"
@@ -35,6 +43,11 @@ CALL_OFF = re.compile(r"\b(?:don'?t|do not) (?:(?:want|need) to )?(?:cancel|book
 TAKEN_BACK = re.compile(r"\bchanged my mind\b|\b(?:don'?t|do not) (?:cancel|book|go ahead)\b|"
                         r"\bcall it off\b|\b(?:cancel|withdraw|undo|scrap) (?:that|the|my) "
                         r"(?:request|cancellation|booking|ticket|order)\b", re.I)
+# A value just given put right ("no sorry, I meant Thursday, not Tuesday", "actually make it
+# the afternoon", "it was 45 dollars, not 35").
+CORRECTS = re.compile(r"\b(?:i meant|i mean|no,? sorry|sorry,? no|oh no|actually|instead|"
+                      r"make (?:it|that)|change (?:it|that) to|rather|not \w+\W*$|"
+                      r"i said|it was|it's meant to be|should be)\b", re.I)
 # "I forgot my PIN", "I don't know it", "no idea, sorry"
 FORGOTTEN = re.compile(r"\b(?:forgot|forgotten|forget|no idea|not sure what it is|"
                        r"(?:don'?t|do not) have (?:it|my pin|the pin|that)(?: \w+)?|"

@@ -20,6 +20,7 @@ class DialogueState:
     question: str = ""  # how it asked (a flow may word a slot's question its own way)
     facts: dict[str, Any] = field(default_factory=dict)
     flow_ticket: Ticket | None = None
+    amending: Ticket | None = None  # the ticket a correction of the last request changes
     tickets: list[Ticket] = field(default_factory=list)
     verify_failures: int = 0
     misunderstandings: int = 0
@@ -35,6 +36,7 @@ class DialogueState:
     knowledge_sources: list[str] = field(default_factory=list)
     asked_before: str = ""  # the question the knowledge base answered last turn, if any
     just_done: str | None = None  # the flow the last turn finished, if any
+    mentioned_plan: str | None = None  # the plan a knowledge answer was last about
     told: str = ""  # the reply of the turn that finished a flow, for a question after it
     transcript: list[tuple[str, str]] = field(default_factory=list)  # (speaker, text)
 
