@@ -76,7 +76,8 @@ SOMEONE_ELSE = re.compile(rf"\b(?:my|his|her|their) {_RELATIVE}'?s? (?:account|b
 # A request put as a question ("can you change my plan?", "can I get a new SIM?") or said
 # outright ("I'd like to ..."), as against a question about how things work ("can I keep
 # my number if I leave?", "can you tell me how long porting takes?").
-REQUEST = re.compile(r"\b(?:i'?d like|i would like|i want|i wanna|i need to|please|"
+REQUEST = re.compile(r"\b(?:(?:i'?d like|i would like|i want|i wanna|i need) to (?!know|understand|"
+                     r"ask|find out|check whether|check if)|i'?d like (?!to)|i want (?!to)|"
                      r"is it possible to|is there (?:any )?way (?:to|i can|you can|you could)|"
                      r"(?:can|could|would|will) you (?!tell me|explain|let me know))\b|"
                      r"(?:^|[.,;!?]\s*)(?:(?:um|uh|so|and|but|ok|okay|yes|hi|hello|well|"
@@ -102,5 +103,6 @@ def asks_how_things_are(text: str) -> bool:
     """A question about how things work or what they cost, not a request and not about the
     caller's own account: "what other ways can I pay you?", "my daughter is 16, can she be
     at home for the engineer?", but not "can I pay my bill?" or "when is my bill due?"."""
-    asked = _SENTENCE.findall(text)
-    return bool(asked) and not REQUEST.search(text) and not OWN_ACCOUNT.search(text)
+    asked = bool(_SENTENCE.findall(text)) or any(  # speech recognisers drop the mark
+        _WH.search(clause) for clause in re.split(r"[,;:.]", text))
+    return asked and not REQUEST.search(text) and not OWN_ACCOUNT.search(text)
