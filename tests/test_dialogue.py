@@ -901,3 +901,26 @@ def test_taking_the_plan_whose_price_was_just_told(assistant) -> None:
     _say(manager, state, "How much is your Fibre 1000 broadband?")
     _say(manager, state, "Yeah, I'll take that, upgrade me please", "40019012 pin 2468")
     assert crm.customer("40019012").plan == "Fibre 1000"
+
+
+def test_a_day_put_right_while_the_time_is_asked_is_kept_in_its_week(assistant) -> None:
+    crm = crm_for_suite()
+    manager = assistant.dialogue(crm)
+    state = manager.start()
+    _say(manager, state, "Can I book an engineer visit for next Tuesday?", "40019012 pin 2468")
+    assert state.pending == "time"
+    tuesday = dt.date.fromisoformat(state.slots["date"])
+    fixed = _say(manager, state, "No sorry, Thursday not Tuesday")
+    assert "catch" not in fixed.reply and state.pending == "time"
+    booked = _say(manager, state, "Afternoon")
+    assert booked.tickets[0].fields["date"] == (tuesday + dt.timedelta(days=2)).isoformat()
+
+
+def test_a_question_about_a_lookup_request_is_answered(assistant) -> None:
+    manager = assistant.dialogue(crm_for_suite())
+    state = manager.start()
+    _say(manager, state, "How much data have I used?", "40019012 pin 2468")
+    more = _say(manager, state, "Can I add more data?")
+    assert "data boost" in more.reply
+    son = _say(manager, state, "And my son's on account 40011234, how much data has he used?")
+    assert "PIN" in son.reply and not son.knowledge_source

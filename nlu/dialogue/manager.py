@@ -207,6 +207,13 @@ class DialogueManager:
             turn.intent = "change_plan"
             turn.confidence = max(turn.confidence, self.policy.switch_confidence)
         turn.progress = bool(state.pending and state.pending in turn.found)
+        if (state.flow and not turn.progress and not dtmf
+                and (turn.found.keys() - IDENTITY) & self._flow_slots(state.flow)
+                and (phrases.CORRECTS.search(text)
+                     or turn.confidence < self.policy.min_confidence)):
+            turn.progress = True  # "no sorry, Thursday not Tuesday" while the time is asked
+        if "date" in turn.found and phrases.CORRECTS.search(text):
+            turn.found["date"] = _same_week(turn.found["date"], state.slots.get("date"))
         if turn.progress and state.flow:
             turn.intent = state.flow  # the turn answered the assistant's question
         if not dtmf and not _only_identity(text):
@@ -402,9 +409,12 @@ class DialogueManager:
         # afternoon?") is that request
         specific = bool((turn.found.keys() - IDENTITY) & self._flow_slots(turn.intent)) and \
             not phrases.asks_what_or_how(turn.text)
-        wanted = priced or (offered and not specific and phrases.asks_how_things_are(
-            turn.text) and (acts or turn.confidence < self.policy.sure_request))
-        return wanted and self._look_up(turn) is not None
+        asked = phrases.asks_how_things_are(turn.text, requests_count=acts)
+        wanted = priced or (offered and not specific and asked and (
+            acts or turn.confidence < self.policy.sure_request))
+        # not a question about an account the turn names ("my son's on 40027788, how much
+        # data has he used?"): that is the account's own check
+        return wanted and not turn.found.keys() & IDENTITY and self._look_up(turn) is not None
 
     def _pin_forgotten(self, state: DialogueState, turn: _Turn) -> bool:
         """Asked for the PIN, the caller does not know it ("I forgot my PIN"), or gives the
@@ -952,6 +962,16 @@ class DialogueManager:
         return call_summary(state, shown)
 
     disposition = staticmethod(disposition)
+
+
+def _same_week(said: str, before: str | None) -> str:
+    """A day put right ("I meant Thursday, not Tuesday") in the week of the day it replaces:
+    next Tuesday the 8th put right to Thursday is Thursday the 10th, not the 3rd."""
+    new, old = dates.parse_iso(said), dates.parse_iso(before) if before else None
+    if new is None or old is None or new >= old:
+        return said
+    later = new + dt.timedelta(days=7)
+    return later.isoformat() if later.isocalendar()[:2] == old.isocalendar()[:2] else said
 
 
 def _spoken_date(date: Any) -> str:

@@ -99,10 +99,13 @@ def asks_what_or_how(text: str) -> bool:
                for clause in re.split(r"[,;:]", sentence))
 
 
-def asks_how_things_are(text: str) -> bool:
+def asks_how_things_are(text: str, requests_count: bool = True) -> bool:
     """A question about how things work or what they cost, not a request and not about the
     caller's own account: "what other ways can I pay you?", "my daughter is 16, can she be
-    at home for the engineer?", but not "can I pay my bill?" or "when is my bill due?"."""
+    at home for the engineer?", but not "can I pay my bill?" or "when is my bill due?".
+    ``requests_count`` False: a request put as a question counts too, for a request that
+    only looks something up ("can I add more data?" is no data-usage request)."""
     asked = bool(_SENTENCE.findall(text)) or any(  # speech recognisers drop the mark
         _WH.search(clause) for clause in re.split(r"[,;:.]", text))
-    return asked and not REQUEST.search(text) and not OWN_ACCOUNT.search(text)
+    request = requests_count and REQUEST.search(text) is not None
+    return asked and not request and not OWN_ACCOUNT.search(text)
