@@ -212,8 +212,6 @@ class DialogueManager:
                 and (phrases.CORRECTS.search(text)
                      or turn.confidence < self.policy.min_confidence)):
             turn.progress = True  # "no sorry, Thursday not Tuesday" while the time is asked
-        if "date" in turn.found and phrases.CORRECTS.search(text):
-            turn.found["date"] = _same_week(turn.found["date"], state.slots.get("date"))
         if turn.progress and state.flow:
             turn.intent = state.flow  # the turn answered the assistant's question
         if not dtmf and not _only_identity(text):
@@ -962,16 +960,6 @@ class DialogueManager:
         return call_summary(state, shown)
 
     disposition = staticmethod(disposition)
-
-
-def _same_week(said: str, before: str | None) -> str:
-    """A day put right ("I meant Thursday, not Tuesday") in the week of the day it replaces:
-    next Tuesday the 8th put right to Thursday is Thursday the 10th, not the 3rd."""
-    new, old = dates.parse_iso(said), dates.parse_iso(before) if before else None
-    if new is None or old is None or new >= old:
-        return said
-    later = new + dt.timedelta(days=7)
-    return later.isoformat() if later.isocalendar()[:2] == old.isocalendar()[:2] else said
 
 
 def _spoken_date(date: Any) -> str:
