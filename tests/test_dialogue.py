@@ -925,3 +925,16 @@ def test_a_question_about_a_lookup_request_is_answered(assistant) -> None:
     assert "data boost" in more.reply
     son = _say(manager, state, "And my son's on account 40011234, how much data has he used?")
     assert "PIN" in son.reply and not son.knowledge_source
+
+
+def test_a_turn_asks_the_knowledge_base_once_however_many_rules_look(assistant,
+                                                                       monkeypatch) -> None:
+    manager = assistant.dialogue(crm_for_suite())
+    state = manager.start()
+    asked: list[tuple] = []
+    answer = manager.knowledge.answer
+    monkeypatch.setattr(manager.knowledge, "answer",
+                        lambda *args: asked.append(args) or answer(*args))
+    told = _say(manager, state, "My daughter is 16, could she be the one at home for the "
+                                "engineer while I'm at work?")
+    assert "over 18" in told.reply and len(asked) == 1

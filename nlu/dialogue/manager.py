@@ -66,6 +66,9 @@ def render(template: str, facts: dict[str, Any]) -> str:
     return " ".join(_Formatter().format(template, **facts).split())
 
 
+_UNASKED = object()  # a turn's knowledge answer before anything asked for it
+
+
 @dataclass
 class _Turn:
     """One caller turn as heard: ``recognised`` is the recogniser's intent ("" for the
@@ -82,6 +85,7 @@ class _Turn:
     context: str = ""  # the question the knowledge base answered just before
     after: str | None = None  # the flow the turn before finished, if any
     asked: str = ""  # the question as the knowledge base last read it, context and all
+    answer: Any = field(default=_UNASKED, repr=False)  # the knowledge base's answer, once asked
 
 
 class DialogueManager:
@@ -895,6 +899,13 @@ class DialogueManager:
         be on it?" after "how much is Family Share?"), or has no answer alone."""
         if self.knowledge is None:
             return None
+        if turn.answer is not _UNASKED:  # several rules ask within one turn: once is enough
+            return turn.answer
+        turn.answer = self._read_up(turn)
+        return turn.answer
+
+    def _read_up(self, turn: _Turn) -> Answer | None:
+        assert self.knowledge is not None
         asked = bool(turn.context) and offers.asks_a_question(turn.text)
         follows = asked and phrases.FOLLOW_UP.search(turn.text) is not None
         alone = None if follows else self.knowledge.answer(turn.text)
