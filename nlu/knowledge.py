@@ -136,7 +136,10 @@ class Aliases:
             return cls()
         import yaml
 
-        table = yaml.safe_load(path.read_text()) or {}
+        try:
+            table = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
         if not isinstance(table, dict) or not all(isinstance(v, list) for v in table.values()):
             raise ConfigError(f"{path}: expected a mapping of names to lists of aliases")
         return cls({str(k): [str(a) for a in v] for k, v in table.items()})

@@ -93,6 +93,18 @@ def test_other_names_for_a_place_are_read_as_the_packs(assistant) -> None:
     assert answer is not None and answer.source == "roaming.md#Outside the Travel Zone"
 
 
+@pytest.mark.parametrize("text", ["- US\n- USA\n", "United States: US\n",
+                                  "United States: [US\n"])
+def test_a_malformed_aliases_file_is_a_configuration_error_naming_it(tmp_path, text) -> None:
+    from nlu.knowledge import Aliases
+    from voicedesk.errors import ConfigError
+    path = tmp_path / "aliases.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match="aliases.yaml"):
+        Aliases.read(path)
+    assert Aliases.read(tmp_path / "absent.yaml").apply("the US") == "the US"
+
+
 def test_a_follow_up_is_read_with_the_question_before_it(assistant) -> None:
     kb: KnowledgeBase = assistant.knowledge
     assert kb.answer("and how many people can be on it?") is None

@@ -34,14 +34,16 @@ THAT_ONE = re.compile(r"\b(?:that|this)(?: one)?\b|\bit\b", re.I)
 WHICH_REFERENCE = re.compile(r"\bwhat(?: was|'s| is)? (?:the|that|my|your|this) (?:reference|"
                              r"ticket|case)(?: number)?\b|\b(?:reference|ticket) number again\b|"
                              r"\b(?:repeat|say) (?:the|that|my) (?:reference|ticket)", re.I)
+# Words that take a request back, under way or just made: "I've changed my mind",
+# "don't cancel it", "call it off".
+_CHANGED_MIND = (r"\bchanged my mind\b|\b(?:don'?t|do not) (?:(?:want|need) to )?"
+                 r"(?:cancel|book|go ahead)\b|\bcall it off\b")
 # The caller calls off the request under way.
-CALL_OFF = re.compile(r"\b(?:don'?t|do not) (?:(?:want|need) to )?(?:cancel|book|go ahead)\b|"
-                      r"\bchanged my mind\b|\bnever ?mind\b|\bforget (?:it|about it|that)\b|"
-                      r"\b(?:don'?t|do not) bother\b|\bcall it off\b", re.I)
+CALL_OFF = re.compile(_CHANGED_MIND + r"|\bnever ?mind\b|\bforget (?:it|about it|that)\b|"
+                      r"\b(?:don'?t|do not) bother\b", re.I)
 # The request just made taken back in so many words: "I've changed my mind, don't cancel
 # it", "call it off", "cancel that booking".
-TAKEN_BACK = re.compile(r"\bchanged my mind\b|\b(?:don'?t|do not) (?:cancel|book|go ahead)\b|"
-                        r"\bcall it off\b|\b(?:cancel|withdraw|undo|scrap) (?:that|the|my) "
+TAKEN_BACK = re.compile(_CHANGED_MIND + r"|\b(?:cancel|withdraw|undo|scrap) (?:that|the|my) "
                         r"(?:request|cancellation|booking|ticket|order)\b", re.I)
 # A value just given put right ("no sorry, I meant Thursday, not Tuesday", "actually make it
 # the afternoon", "it was 45 dollars, not 35").
