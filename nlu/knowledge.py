@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +52,7 @@ NAMED_MARGIN = 0.15
 # answer it outright; below it those questions only help choose the nearest sections.
 ASKED_MATCH = 0.75
 _TOKEN = re.compile(r"[a-z][a-z0-9']+")
+_BOLD = re.compile(r"\*\*([^*]+)\*\*")
 _ANCHOR = re.compile(r"\[([^\]]+)\]\s*$")  # "? question [words of its answer]"
 _FUNCTION_WORDS_TEXT = (
     "a about above after again all also am an and any are as at be been being before below "
@@ -84,6 +86,9 @@ class Passage:
     # for each question, words of the sentence that answers it ("? Is there a data cap?
     # [no data cap]"), or "" to let similarity choose
     anchors: tuple[str, ...] = ()
+    # for each sentence, the products it is about: the names set in bold (**Basic Talk**)
+    # in it or in its line ("Roaming is not included." in Basic Talk's bullet)
+    subjects: tuple[frozenset[str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -95,6 +100,7 @@ class Answer:
 
 def read_passages(folder: Path) -> list[Passage]:
     passages = []
+    products = product_names(folder)
     for path in sorted(folder.glob("*.md")):
         title, lines, asked = path.stem.replace("_", " "), [], []
 
@@ -105,8 +111,11 @@ def read_passages(folder: Path) -> list[Passage]:
                 questions = [_ANCHOR.sub("", q).strip() for q in asked]
                 anchors = [m.group(1).strip() if (m := _ANCHOR.search(q)) else ""
                            for q in asked]
+                subjects = tuple(naming(products, next(
+                    (line for line in lines if s in " ".join(line.split())), s))
+                    for s in sentences)
                 passages.append(Passage(f"{path.name}#{title}", title, text, sentences,
-                                        tuple(questions), tuple(anchors)))
+                                        tuple(questions), tuple(anchors), subjects))
 
         for line in path.read_text().splitlines():
             if line.startswith("#"):
@@ -118,6 +127,18 @@ def read_passages(folder: Path) -> list[Passage]:
                 lines.append(line.lstrip("-* ").replace("**", ""))
         flush(title, lines, asked)
     return passages
+
+
+def product_names(folder: Path) -> list[str]:
+    """The names the knowledge files set in bold: the products (the plans, **Basic Talk**)."""
+    return sorted({name.strip() for path in sorted(folder.glob("*.md"))
+                   for line in path.read_text().splitlines()
+                   if not line.startswith(("#", "?")) for name in _BOLD.findall(line)})
+
+
+def naming(products: Sequence[str], text: str) -> frozenset[str]:
+    """The products a text names ("Fibre 100" is not named by "Fibre 1000")."""
+    return frozenset(p for p in products if re.search(rf"\b{re.escape(p)}\b", text, re.I))
 
 
 class Aliases:
@@ -154,6 +175,7 @@ class KnowledgeBase:
     def __init__(self, folder: Path, embedder: SentenceEmbedder, threshold: float = 0.5,
                  max_sentences: int = 2) -> None:
         self.passages = read_passages(folder)
+        self.products = product_names(folder)
         self.aliases = Aliases.read(folder / "aliases.yaml")
         self.embedder = embedder
         self.threshold = threshold
@@ -281,6 +303,10 @@ class KnowledgeBase:
         passage's order; a price question gets the passage's best sentence that states a
         price in place of the last, if none of them does ("is France extra?": the
         Travel Zone's "at no extra cost", not only its list of countries)."""
+        asked = naming(self.products, question)
+        about = [i for i in ranked if not passage.subjects[i] or passage.subjects[i] & asked]
+        if asked and about:  # a question about one plan is not told about the others
+            ranked = about
         chosen = ranked[: self.max_sentences]
         if PRICE_QUESTION.search(question) and not any(
                 STATES_A_PRICE.search(passage.sentences[i]) for i in chosen):

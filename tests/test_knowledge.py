@@ -105,6 +105,29 @@ def test_a_malformed_aliases_file_is_a_configuration_error_naming_it(tmp_path, t
     assert Aliases.read(tmp_path / "absent.yaml").apply("the US") == "the US"
 
 
+@pytest.mark.parametrize(("question", "plan", "others"), [
+    ("How much is the Family Share plan?", "Family Share costs $80", ["Everyday 20"]),
+    ("Is the Unlimited 5G one really unlimited, or do you slow people down at some point?",
+     "300 GB", ["Basic Talk", "Everyday 20"]),
+    ("How much is the Fibre 500 a month?", "$50", ["Fibre 100 ", "Fibre 1000"]),
+])
+def test_a_question_about_one_plan_is_not_told_about_the_others(assistant, question, plan,
+                                                                 others) -> None:
+    answer = assistant.knowledge.answer(question)
+    assert answer is not None and plan in answer.text
+    assert not any(other in answer.text for other in others), answer.text
+
+
+def test_sentences_know_the_plan_of_their_line(tmp_path) -> None:
+    from nlu.knowledge import read_passages
+    (tmp_path / "plans.md").write_text(
+        "## Plans\n- **Basic** costs $5. Roaming is not included.\n- **Fibre 10** costs $9.\n"
+        "- **Fibre 100** costs $20.\nAll plans are monthly.\n")
+    passage, = read_passages(tmp_path)
+    assert [sorted(s) for s in passage.subjects] == [["Basic"], ["Basic"], ["Fibre 10"],
+                                                     ["Fibre 100"], []]
+
+
 def test_a_follow_up_is_read_with_the_question_before_it(assistant) -> None:
     kb: KnowledgeBase = assistant.knowledge
     assert kb.answer("and how many people can be on it?") is None
