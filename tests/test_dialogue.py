@@ -938,3 +938,35 @@ def test_a_turn_asks_the_knowledge_base_once_however_many_rules_look(assistant,
     told = _say(manager, state, "My daughter is 16, could she be the one at home for the "
                                 "engineer while I'm at work?")
     assert "over 18" in told.reply and len(asked) == 1
+
+
+def test_an_account_number_said_again_while_its_pin_is_asked_is_heard(assistant) -> None:
+    manager = assistant.dialogue(crm_for_suite())
+    state = manager.start(caller_id="+15551230001")  # the caller ID names the account
+    first = manager.handle(state, text="My bill is way higher than it should be this month.")
+    assert "PIN" in first.reply
+    again = manager.handle(state, text="The account number is 40011234.")
+    assert "catch" not in again.reply and "PIN" in again.reply
+    verified = manager.handle(state, text="PIN is 4821.")
+    assert verified.verified
+
+
+def test_a_question_naming_a_plan_while_the_pin_is_asked_is_answered_first(assistant) -> None:
+    manager = assistant.dialogue(crm_for_suite())
+    state = manager.start()
+    manager.handle(state, text="My internet is really slow in the evenings.")
+    manager.handle(state, text="It's 40011234.")
+    aside = manager.handle(state, text="Actually, before that, what speed should I get on "
+                                       "Fibre 500?")
+    assert "500 Mbps" in aside.reply and "catch" not in aside.reply
+    assert aside.reply.rstrip().endswith(state.question) and "PIN" in state.question
+
+
+@pytest.mark.parametrize("thanks", ["Okay, great, thanks.", "Brilliant, thanks.",
+                                    "Okay, thanks for your help."])
+def test_thanks_after_an_answer_closes_the_call(assistant, thanks: str) -> None:
+    manager = assistant.dialogue(crm_for_suite())
+    state = manager.start()
+    manager.handle(state, text="What time do your stores close on Saturday?")
+    last = manager.handle(state, text=thanks)
+    assert last.end_call and "catch" not in last.reply

@@ -379,9 +379,10 @@ class DialogueManager:
         """A question the knowledge base answers, asked while the assistant waits for an
         answer of its own ("before I find my PIN, what time does phone support close?"):
         answered, and the waiting question asked again, not "I didn't catch that"."""
-        if (state.pending is None or turn.dtmf or turn.found or self.knowledge is None
+        if (state.pending is None or turn.dtmf or self.knowledge is None
+                or turn.found.keys() & (IDENTITY | {state.pending})
                 or not offers.asks_a_question(turn.text)):
-            return False
+            return False  # (a plan it names is no answer to "your PIN?")
         aside = (turn.intent in ("knowledge_question", "out_of_scope")
                  or turn.confidence < self.policy.min_confidence)
         return aside and self._look_up(turn) is not None
@@ -461,6 +462,12 @@ class DialogueManager:
         if not turn.found.keys() & IDENTITY or state.verified:
             return True
         only_identity = bool(turn.dtmf) or _only_identity(turn.text)
+        if not self._can_verify(state) and state.flow is not None and only_identity \
+                and state.pending in IDENTITY and state.pending not in turn.found:
+            # "the account number is 40044567" while its PIN is asked (the caller ID gave
+            # the account): heard, and the question still stands
+            said.append(state.question)
+            return False
         if not (self._can_verify(state) or (state.flow is None and only_identity)):
             return True
         if not self._verify(state, said):

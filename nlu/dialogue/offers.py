@@ -96,8 +96,11 @@ _GOODBYE = re.compile(
     r"no(?:thing)? more|all (?:done|set|sorted|good)|i'?m (?:done|all set|good|fine|sorted)|"
     r"have a (?:good|nice|great|lovely) (?:day|one|evening|night|weekend)|no,? thanks|"
     r"no,? thank you|nope|hang(?:ing)? up|(?:got|have|need) to go|gotta go)\b")
-_THANKS_ONLY = re.compile(r"^\W*(?:ok(?:ay)?\W+|great\W+|perfect\W+|lovely\W+)?"
-                          r"(?:thanks|thank you)(?: (?:very|so) much)?\W*$")
+_THANKS_ONLY = re.compile(r"^\W*(?:(?:ok(?:ay)?|alright|right|great|perfect|lovely|brilliant|"
+                          r"fantastic|excellent|wonderful|super|cool|nice|fine)\W+)*"
+                          r"(?:thanks|thank you)(?: (?:very|so) much| a lot)?"
+                          r"(?: (?:for (?:all )?(?:your|the) help|for that|for everything|"
+                          r"again))?\W*$")
 
 
 def says_goodbye(text: str) -> bool:
