@@ -970,3 +970,19 @@ def test_thanks_after_an_answer_closes_the_call(assistant, thanks: str) -> None:
     manager.handle(state, text="What time do your stores close on Saturday?")
     last = manager.handle(state, text=thanks)
     assert last.end_call and "catch" not in last.reply
+
+
+@pytest.mark.parametrize("lines", [
+    ["Hi, I want to find out how much my husband owes, his account number is 40011234."],
+    ["What's the balance on my wife's account?", "Her account number is 40011234, and I've "
+                                                 "got her PIN, it's 4821."],
+])
+def test_identity_given_as_someone_elses_is_refused_and_not_verified(assistant,
+                                                                     lines: list[str]) -> None:
+    manager = assistant.dialogue(crm_for_suite())
+    state = manager.start()
+    last = _say(manager, state, *lines)
+    assert "holder" in last.reply and not last.verified
+    assert "62.40" not in " ".join(t for _, t in state.transcript)
+    own = _say(manager, state, "Fine. What's my own balance then?", "It's 40019012, PIN 2468")
+    assert own.verified and "Maria" in own.reply

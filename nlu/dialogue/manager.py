@@ -294,6 +294,15 @@ class DialogueManager:
             self._start_flow(state, amended)
             state.amending = ticket
             return self._run(state, said, turn)
+        elif not state.verified and not turn.dtmf and turn.found.keys() & IDENTITY and \
+                phrases.FOR_SOMEONE_ELSE.search(turn.text):
+            # "my husband owes, his account number is 40022345", "I've got his PIN though":
+            # an account is discussed with its holder only, whoever knows its PIN
+            for slot in IDENTITY:
+                state.slots.pop(slot, None)
+            state.flow = state.pending = None
+            state.queued = []
+            said.append(self._someone_else())
         elif self._pin_forgotten(state, turn):
             said.append(self.domain.prompts.get("pin_forgotten", "No problem."))
             self._ask(state, said, "date_of_birth")
@@ -321,9 +330,7 @@ class DialogueManager:
         elif state.pending and turn.intent == state.flow:
             self._unanswered(state, said)  # the same request again, without the answer
         elif state.verified and turn.intent and self._about_someone_else(turn):
-            said.append(self.domain.prompts.get(
-                "someone_else", "I can only discuss an account with its holder. They're "
-                "welcome to call us themselves. Is there anything else I can help you with?"))
+            said.append(self._someone_else())
         elif turn.intent and self._answer_first(state, turn):
             answer = self._look_up(turn)
             assert answer is not None  # _answer_first made sure
@@ -482,10 +489,16 @@ class DialogueManager:
             return False
         return True
 
+    def _someone_else(self) -> str:
+        return self.domain.prompts.get(
+            "someone_else", "I can only discuss an account with its holder. They're "
+            "welcome to call us themselves. Is there anything else I can help you with?")
+
     def _about_someone_else(self, turn: _Turn) -> bool:
         """A verified caller asking to read someone else's account ("what does my sister
         owe on hers?"): their own figures are not read out as if they were the other's.
-        (Before verification, whoever proves an account with its PIN may hear it.)"""
+        (Before verification, a caller who gives an account's identity as someone else's
+        is refused too: ``FOR_SOMEONE_ELSE``.)"""
         steps = _steps(self.domain.flows.get(turn.intent, []))
         reads = any(kind == "lookup" for kind, _ in steps) and not any(
             kind in ("update", "create_ticket") for kind, _ in steps)

@@ -75,6 +75,12 @@ SOMEONE_ELSE = re.compile(rf"\b(?:my|his|her|their) {_RELATIVE}'?s? (?:account|b
                           rf"usage|data|plan|ticket)\b|\b(?:what|how much) (?:does|did|has) "
                           rf"(?:my|his|her|their) {_RELATIVE} (?:owe|use|used|pay)\b|"
                           rf"\bon (?:hers|his|theirs)\b", re.I)
+# Identity given for someone else's account, as the caller says ("my husband owes, his
+# account number is ...", "I've got her PIN"): knowing it does not make them its holder.
+FOR_SOMEONE_ELSE = re.compile(
+    rf"\b(?:my|his|her|their) {_RELATIVE}'?s? (?:account|pin|date of birth)\b|"
+    rf"\b(?:my|his|her|their) {_RELATIVE} (?:owes?|has used|used|pays)\b|"
+    r"\b(?:his|her|their) (?:account(?: number)?|pin|date of birth|birthday)\b", re.I)
 # A request put as a question ("can you change my plan?", "can I get a new SIM?") or said
 # outright ("I'd like to ..."), as against a question about how things work ("can I keep
 # my number if I leave?", "can you tell me how long porting takes?").
