@@ -986,3 +986,17 @@ def test_identity_given_as_someone_elses_is_refused_and_not_verified(assistant,
     assert "62.40" not in " ".join(t for _, t in state.transcript)
     own = _say(manager, state, "Fine. What's my own balance then?", "It's 40019012, PIN 2468")
     assert own.verified and "Maria" in own.reply
+
+
+@pytest.mark.parametrize(("first", "answer", "stray"), [
+    ("I'm on holiday in France and my phone's just been stolen.", "Account 40019012, PIN 2468.",
+     "verify identity"),
+    ("I've bought a holiday cottage and I need a new broadband line put in there.",
+     "The address is 8 Mill Road, Northgate.", "can only help"),
+])
+def test_a_part_of_a_turn_that_only_speaks_is_not_a_second_request(assistant, first, answer,
+                                                                    stray) -> None:
+    manager = assistant.dialogue(crm_for_suite())
+    state = manager.start()
+    done = _say(manager, state, first, answer)
+    assert done.tickets and stray not in done.reply

@@ -377,10 +377,12 @@ class DialogueManager:
         return found
 
     def _only_tells(self, intent: str) -> bool:
-        """A flow that looks things up and says them, and changes nothing."""
-        steps = _steps(self.domain.flows.get(intent, []))
-        return bool(steps) and intent not in ("goodbye", "knowledge_question") and all(
-            kind in ("verify", "lookup", "say", "ask", "knowledge") for kind, _ in steps)
+        """A flow that looks things up and says them, and changes nothing. Not a flow that
+        only speaks (out of scope: "I've bought a holiday cottage and I need a new line")
+        or answers from the knowledge base, which would be asked with a later turn's words
+        ("Account 40044567, PIN 3390" answered with the identity checks)."""
+        kinds = {kind for kind, _ in _steps(self.domain.flows.get(intent, []))}
+        return "lookup" in kinds and kinds <= {"verify", "lookup", "say", "ask"}
 
     def _side_question(self, state: DialogueState, turn: _Turn) -> bool:
         """A question the knowledge base answers, asked while the assistant waits for an
