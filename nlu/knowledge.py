@@ -175,7 +175,9 @@ class KnowledgeBase:
     def __init__(self, folder: Path, embedder: SentenceEmbedder, threshold: float = 0.5,
                  max_sentences: int = 2) -> None:
         self.passages = read_passages(folder)
-        self.products = product_names(folder)
+        # the names in bold, as the passages read them (not the files a second time)
+        self.products = sorted({name for p in self.passages for names in p.subjects
+                                for name in names})
         self.aliases = Aliases.read(folder / "aliases.yaml")
         self.embedder = embedder
         self.threshold = threshold
