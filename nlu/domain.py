@@ -79,7 +79,7 @@ def load_domain(name_or_path: str) -> DomainPack:
     prompts = {k: str(v) for k, v in _read_yaml(folder / "prompts.yaml").items()}
     slots = _load_slots(folder / "slots.yaml") if (folder / "slots.yaml").is_file() else {}
     plans = _optional(folder / "plans.yaml", "plans", [])
-    work_orders = _optional(folder / "work_orders.yaml", "work_orders", {})
+    work_orders = _work_orders(folder / "work_orders.yaml")
     flows = _optional(folder / "flows.yaml", "flows", {})
     general = _general_labels(folder / "general_labels.yaml", intents)
     pack = DomainPack(folder.name, intents, prompts, slots, flows, plans, work_orders,
@@ -88,6 +88,22 @@ def load_domain(name_or_path: str) -> DomainPack:
     if flows:
         _check_flows(pack, folder / "flows.yaml")
     return pack
+
+
+def _work_orders(path: Path) -> dict[str, dict[str, Any]]:
+    """Work-order types; ``called`` must be a list of words, ``follow_up`` a sentence."""
+    orders = _optional(path, "work_orders", {})
+    if not isinstance(orders, dict):
+        raise ConfigError(f"{path}: work_orders must map each type to its settings")
+    for kind, spec in orders.items():
+        if not isinstance(spec, dict):
+            raise ConfigError(f"{path}: work order {kind!r} must be a mapping")
+        called = spec.get("called", [])
+        if not isinstance(called, list) or not all(isinstance(w, str) and w for w in called):
+            raise ConfigError(f"{path}: work order {kind!r}: called must be a list of words")
+        if not isinstance(spec.get("follow_up", ""), str):
+            raise ConfigError(f"{path}: work order {kind!r}: follow_up must be a sentence")
+    return orders
 
 
 def _optional(path: Path, key: str, default: Any) -> Any:

@@ -223,6 +223,27 @@ class KnowledgeBase:
         self._last = (key, found)
         return found
 
+    def answer_within(self, source: str, question: str, context: str = "") -> Answer | None:
+        """The answer from one section only (``source``, "roaming.md#Day Pass"): its
+        sentences closest to the question, and how close the best is. A follow-up about
+        what was just said ("is that per day or for the whole trip?") is answered from the
+        section that said it, whatever other sections share its words; the product it
+        means is the one it names, else the one ``context`` (the question before) named.
+        None for a question naming what the section never mentions ("same deal in
+        England?" after the Day Pass)."""
+        index = next((i for i, p in enumerate(self.passages) if p.source == source), None)
+        if index is None or not question.strip():
+            return None
+        question = self.aliases.apply(question)
+        if not _proper_names(question) <= self._passage_words[index]:
+            return None
+        query = self.embedder.embed([question])[0]
+        sims = self._sentence_scores(index, query, False)
+        passage = self.passages[index]
+        chosen = self._pick(passage, [int(i) for i in np.argsort(-sims)], question,
+                            self.aliases.apply(context))
+        return Answer(" ".join(passage.sentences[i] for i in chosen), source, float(sims.max()))
+
     def _answer(self, question: str, context: str = "") -> Answer | None:
         question = self.aliases.apply(question)
         query = self.embedder.embed([f"{context} {question}".strip()])[0]
@@ -300,12 +321,14 @@ class KnowledgeBase:
             return Answer(text, passage.source, max(score, float(similarity[index])))
         return None
 
-    def _pick(self, passage: Passage, ranked: list[int], question: str) -> list[int]:
+    def _pick(self, passage: Passage, ranked: list[int], question: str,
+              context: str = "") -> list[int]:
         """The first ``max_sentences`` of ``ranked`` (sentence numbers, best first), in the
         passage's order; a price question gets the passage's best sentence that states a
         price in place of the last, if none of them does ("is France extra?": the
         Travel Zone's "at no extra cost", not only its list of countries)."""
-        asked = naming(self.products, question)
+        asked = naming(self.products, question) or (  # "and how much is the 500 one?"
+            naming(self.products, context) if not re.search(r"\d", question) else frozenset())
         about = [i for i in ranked if not passage.subjects[i] or passage.subjects[i] & asked]
         if asked and about:  # a question about one plan is not told about the others
             ranked = about

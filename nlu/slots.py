@@ -750,6 +750,11 @@ _STREET = re.compile(r"\b(road|rd|street|st|lane|ln|avenue|ave|drive|dr|way|clos
                      r"farm|estate|village|town|city|postcode|zip)\b", re.I)
 
 
+def names_a_street(value: str) -> bool:
+    """A street word ("road", "close", "flat", "cottage") among the words."""
+    return _STREET.search(value) is not None
+
+
 # A house number, up to three words and a street word, and a town after a comma or "in":
 # an address however it comes up ("the line's dead at 19 Elm Road, Millbrook").
 _STREET_ADDRESS = re.compile(

@@ -963,7 +963,8 @@ def test_a_question_naming_a_plan_while_the_pin_is_asked_is_answered_first(assis
 
 
 @pytest.mark.parametrize("thanks", ["Okay, great, thanks.", "Brilliant, thanks.",
-                                    "Okay, thanks for your help."])
+                                    "Okay, thanks for your help.", "That's right now, thank you.",
+                                    "Lovely, that'll do for today, thanks."])
 def test_thanks_after_an_answer_closes_the_call(assistant, thanks: str) -> None:
     manager = assistant.dialogue(crm_for_suite())
     state = manager.start()
@@ -1000,3 +1001,163 @@ def test_a_part_of_a_turn_that_only_speaks_is_not_a_second_request(assistant, fi
     state = manager.start()
     done = _say(manager, state, first, answer)
     assert done.tickets and stray not in done.reply
+
+
+def test_asking_after_a_ticket_of_this_call_by_its_kind_tells_what_happens_next(assistant
+                                                                              ) -> None:
+    manager = assistant.dialogue(crm_for_suite())
+    state = manager.start()
+    _say(manager, state, "My phone's just been stolen, block it please!", "40019012, PIN 2468.",
+         "And I want to make a formal complaint about your shop staff.")
+    heard = _say(manager, state, "When will I hear back about the complaint?")
+    assert "TKT-000002" in heard.reply and "5 working days" in heard.reply
+    sim = _say(manager, state, "And the new SIM, when does that come?")
+    assert "next working day" in sim.reply and "order a replacement" not in sim.reply
+
+
+def test_when_the_bill_is_due_after_the_balance_is_read_from_the_account(assistant) -> None:
+    manager = assistant.dialogue(crm_for_suite())
+    state = manager.start()
+    balance = _say(manager, state, "What do I owe you?", "40019012, PIN 2468.")
+    due = _say(manager, state, "And when does it have to be paid by?")
+    assert balance.verified and due.intent == "check_balance"
+    assert "due on" in due.reply and "not sure" not in due.reply
+
+
+@pytest.mark.parametrize("lines", [
+    ["Hi, I'm running out of data again, how much is left?", "40019012, PIN 2468."],
+    ["Hi, I'm running out of data again, how much is left?", "Okay, good. It's 40019012.",
+     "PIN 2468."],
+])
+def test_identity_given_after_an_offer_takes_it_up(assistant, lines: list[str]) -> None:
+    manager = assistant.dialogue(crm_for_suite())
+    state = manager.start()
+    offer = _say(manager, state, lines[0])
+    assert "Would you like me to" in offer.reply
+    done = _say(manager, state, *lines[1:])
+    assert done.verified and "gigabyte" in done.reply and "How can I help" not in done.reply
+
+
+def test_a_card_number_read_out_is_refused_and_kept_out_of_the_call(assistant) -> None:
+    manager = assistant.dialogue(crm_for_suite())
+    state = manager.start()
+    paid = _say(manager, state, "I want to pay my bill.", "Account 40019012, PIN 2468.")
+    assert paid.verified
+    card = _say(manager, state, "Can't I just tell you? It's 4929 1234 5678 9012, expiry 09 28.")
+    assert "card details" in card.reply and not card.slots
+    assert "4929" not in " ".join(t for _, t in state.transcript)
+    both = _say(manager, manager.start(), "What's my balance?", "40019012, 2468.")
+    assert both.verified  # an account number and a PIN are twelve digits, not a card
+
+
+@pytest.mark.parametrize(("asked", "line", "expected"), [
+    ("What time do your stores close on Saturday?", "Okay.", "anything else"),
+    ("What's my balance?", "It's 40019012. What else do you need from me?", "PIN"),
+])
+def test_a_bare_okay_or_what_else_is_met_with_the_next_question(assistant, asked, line,
+                                                                expected) -> None:
+    manager = assistant.dialogue(crm_for_suite())
+    state = manager.start()
+    _say(manager, state, asked)
+    reply = _say(manager, state, line)
+    assert expected in reply.reply and "catch" not in reply.reply and not reply.end_call
+
+
+def test_cancel_that_right_after_a_request_withdraws_it(assistant) -> None:
+    manager = assistant.dialogue(crm_for_suite())
+    state = manager.start()
+    blocked = _say(manager, state, "I've lost my phone, can you block it?", "40019012, PIN 2468.")
+    assert blocked.tickets
+    undone = _say(manager, state, "Oh wait, it was in my coat pocket the whole time. "
+                                  "Can you cancel that?")
+    assert "withdrawn" in undone.reply and state.tickets[-1].status == "withdrawn"
+
+
+def test_calling_off_a_request_with_a_question_answers_the_question(assistant) -> None:
+    manager = assistant.dialogue(crm_for_suite())
+    state = manager.start()
+    _say(manager, state, "I want to cancel my broadband.")
+    answer = _say(manager, state, "Actually, don't cancel anything yet. How much would it cost "
+                                  "me to leave early?")
+    assert "$10" in answer.reply and not state.tickets and state.flow is None
+
+
+@pytest.mark.parametrize(("line", "ends"), [("Okay, no, that's all.", True),
+                                            ("No thanks", False)])
+def test_a_no_that_also_says_goodbye_ends_the_call(assistant, line: str, ends: bool) -> None:
+    manager = assistant.dialogue(crm_for_suite())
+    state = manager.start()
+    _say(manager, state, "Do you do gift vouchers for the cinema?")
+    assert _say(manager, state, line).end_call is ends
+
+
+@pytest.mark.parametrize("answer", ["Banana.", "Do you know any good pizza places around Oxford?"])
+def test_an_answer_that_names_no_place_served_is_not_an_address(assistant, answer: str) -> None:
+    manager = assistant.dialogue(crm_for_suite())
+    state = manager.start()
+    _say(manager, state, "My internet is down.")
+    assert state.pending == "address"
+    heard = _say(manager, state, answer)
+    assert "address" not in heard.slots and not state.tickets and state.pending == "address"
+    found = _say(manager, state, "It's 9 Abbey Road, Oxford.")
+    assert "17:00" in found.reply
+
+
+def test_an_outage_is_found_by_the_town_said_before_the_street(assistant) -> None:
+    manager = assistant.dialogue(crm_for_suite())
+    state = manager.start()
+    outage = _say(manager, state, "Is there a problem with broadband in Oxford? Mine's not "
+                                  "working.", "19 Canal Street.")
+    assert "17:00" in outage.reply and not state.tickets
+
+
+def test_an_outage_of_another_service_does_not_explain_the_fault(assistant) -> None:
+    crm = DemoCRM()
+    crm.load(SCENARIOS["customers"], [{"area": "Oxford", "service": "mobile",
+                                       "status": "investigating", "eta": "20:00"}])
+    manager = assistant.dialogue(crm)
+    state = manager.start()
+    fault = _say(manager, state, "My broadband is dead, the router light is flashing red.",
+                 "14 Park Lane, Oxford.")
+    assert "20:00" not in fault.reply and state.tickets[-1].type == "fault_repair"
+
+
+@pytest.mark.parametrize(("first", "follow", "expected", "not_expected"), [
+    ("I'm off to Japan for two weeks, what's it going to cost me to use my phone?",
+     "Is that per day or for the whole trip?", "only charged", "Basic Talk"),
+    ("Is the Unlimited 5G plan properly unlimited or is there a catch?",
+     "And how much is it per month?", "$45", "Basic Talk"),
+    ("What time are your shops open on a Sunday?",
+     "Can they fix a cracked screen in the shop while I wait?", "not sure", "11:00"),
+    ("I've got a work trip to Dubai next week, will roaming cost me extra?",
+     "And then I fly on to England for a few days, same deal there?", "Travel Zone",
+     "Day Pass"),
+    ("What time are your shops open on a Sunday?",
+     "And how long have I got to return a phone I bought?", "14 days", "11:00"),
+])
+def test_a_follow_up_is_answered_from_what_it_follows_only_when_it_is_about_it(
+        assistant, first: str, follow: str, expected: str, not_expected: str) -> None:
+    manager = assistant.dialogue(crm_for_suite())
+    state = manager.start()
+    _say(manager, state, first)
+    reply = _say(manager, state, follow)
+    assert expected in reply.reply and not_expected not in reply.reply
+
+
+def test_a_question_naming_its_place_after_a_finished_request_is_read_alone(assistant) -> None:
+    manager = assistant.dialogue(crm_for_suite())
+    state = manager.start()
+    _say(manager, state, "How much data have I used?", "40019012, PIN 2468.")
+    roaming = _say(manager, state, "I'm going to the States next week. What will it cost me to "
+                                   "use my phone there?")
+    assert "Day Pass" in roaming.reply and "Basic Talk" not in roaming.reply
+
+
+def test_no_account_number_to_hand_is_not_a_request_for_a_person(assistant) -> None:
+    manager = assistant.dialogue(crm_for_suite())
+    state = manager.start(caller_id="+15551230003")
+    _say(manager, state, "Can you tell me what I owe? You've got my number on your screen.")
+    assert state.pending == "pin"
+    pushed = _say(manager, state, "I haven't got my account number on me. Just read it off "
+                                  "your system, you know who I am.")
+    assert not pushed.handoff and state.pending == "pin"

@@ -1,5 +1,8 @@
 """The LLM engines on the same weights, constrained choice, and intents from the catalogue."""
 
+import shutil
+from pathlib import Path
+
 import pytest
 
 from nlu.domain import load_domain
@@ -87,3 +90,19 @@ def test_chunker_releases_whole_sentences() -> None:
 def test_split_sentences_keeps_a_final_fragment() -> None:
     assert split_sentences("Done. Your ticket is TKT-000001") == ["Done.",
                                                                 "Your ticket is TKT-000001"]
+
+
+@pytest.mark.parametrize(("orders", "message"), [
+    ("work_orders:\n  complaint: {called: complaint}\n", "called must be a list"),
+    ("work_orders:\n  complaint: {follow_up: [a, b]}\n", "follow_up must be a sentence"),
+    ("work_orders:\n  complaint: high\n", "must be a mapping"),
+    ("work_orders: [complaint]\n", "map each type"),
+])
+def test_a_malformed_work_order_file_is_a_configuration_error(tmp_path: Path, orders: str,
+                                                              message: str) -> None:
+    from voicedesk.errors import ConfigError
+    pack = tmp_path / "telecom"
+    shutil.copytree(Path(__file__).resolve().parent.parent / "nlu" / "domain" / "telecom", pack)
+    (pack / "work_orders.yaml").write_text(orders)
+    with pytest.raises(ConfigError, match=message):
+        load_domain(str(pack))

@@ -9,6 +9,7 @@ values (PIN, date of birth) are scrubbed from every reply as a last guard.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
 import string
@@ -24,8 +25,10 @@ from nlu.dialogue.summary import call_summary, disposition, mask_digits
 from nlu.domain import DomainPack
 from nlu.knowledge import Answer, KnowledgeBase
 from nlu.numbers import spoken_digits_to_text
-from nlu.slots import SlotExtractor, SlotSpec
+from nlu.slots import SlotExtractor, SlotSpec, names_a_street
 from nlu.understanding import Understanding
+from training.data.digits import luhn_valid
+from training.data.pii import RedactionPolicy, find_pii
 from voicedesk.errors import VoicedeskError
 
 Recognize = Callable[[str, str], Understanding]  # (text, last agent line) -> understanding
@@ -34,8 +37,32 @@ ALWAYS_SWITCH = {"speak_to_agent", "goodbye"}
 IDENTITY = {"account_number", "pin", "date_of_birth"}
 PART_CONFIDENCE = 0.6  # how sure each part of a turn joining two requests must be
 FOLLOW_UP_CONTEXT = 300  # characters of earlier questions a follow-up is read with
+# A question this close (cosine, alone) to a sentence of the section just read out is about
+# that section: 0.44-0.64 for follow-ups it answers, 0.16-0.39 for new questions it does
+# not ("can they fix a cracked screen?" after the shops' hours), on calls of the QA rounds.
+FOLLOW_UP_RELATED = 0.40
+FOLLOW_UP_MARGIN = 0.10  # how much closer another section must be to answer instead
+# A follow-up's own reading this close to a section answers it: "What will it cost me to
+# use my phone there?" names the States earlier in the same turn (0.85), where "what about
+# for broadband?" (0.56) is about the notice asked of just before.
+SELF_CONTAINED = 0.75
 QUESTION_WORDS = 4  # words a doubted question needs to count as heard ("what?" does not)
 CUSTOMER_FIELDS = frozenset(f.name for f in fields(Customer))  # what a CRM record can keep
+CARD_ONLY = RedactionPolicy.only("card_number")  # a card read out, for the dialogue to refuse
+CARD_WORDS = re.compile(r"(?<!sim )\bcard\b|\bexpir|\b(?:visa|mastercard|amex)\b|\bcv[cv]\b",
+                        re.I)
+# What a caller says of each service, and the names an outage record gives it.
+SERVICE_CUES = {
+    "broadband": re.compile(r"\b(?:broadband|internet|wi-?fi|router|fibre|fiber|modem|"
+                            r"online)\b", re.I),
+    "mobile": re.compile(r"\b(?:signal|mobile data|4g|5g|calls? (?:drop|fail)|can'?t (?:make|"
+                         r"get) calls|no service|bars)\b", re.I),
+    "tv": re.compile(r"\b(?:tv|telly|television|channels?|set-?top box)\b", re.I),
+}
+SERVICE_WORDS = {"broadband": {"broadband", "internet", "fibre"},
+                 "mobile": {"mobile", "mobile network", "network", "4g", "5g"},
+                 "tv": {"tv", "television"}}
+OPEN_STATUSES = frozenset({"open", "in_progress", "investigating"})  # a follow-up still ahead
 
 
 @dataclass(frozen=True)
@@ -83,6 +110,9 @@ class _Turn:
     intent: str = ""
     progress: bool = False
     context: str = ""  # the question the knowledge base answered just before
+    heard_before: str = ""  # the assistant's reply the turn before, as the caller heard it
+    answered_from: str = ""  # the knowledge section that reply came from, if any
+    card: bool = False  # the caller read out card details: nothing is taken from them
     after: str | None = None  # the flow the turn before finished, if any
     asked: str = ""  # the question as the knowledge base last read it, context and all
     answer: Any = field(default=_UNASKED, repr=False)  # the knowledge base's answer, once asked
@@ -98,6 +128,10 @@ class DialogueManager:
         self.extractor = extractor
         self.knowledge = knowledge
         self.policy = policy or Policy()
+        self._ticket_words = {
+            kind: re.compile(r"\b(?:" + "|".join(re.escape(w) for w in spec["called"])
+                             + r")s?\b", re.I)
+            for kind, spec in domain.work_orders.items() if spec.get("called")}
 
     def expected_digits(self, state: DialogueState) -> int:
         """How many digits the slot just asked for holds at least (0: no digits asked for)."""
@@ -153,7 +187,10 @@ class DialogueManager:
         # a question after an answer or a finished request is read with what it follows
         # ("so do I still need to pay that bit?" after a charge was disputed)
         turn.context = state.asked_before or (state.told if done else "")
-        state.asked_before = ""
+        turn.heard_before = next((t for s, t in reversed(state.transcript[:-1]) if s == "agent"),
+                                 "")
+        turn.answered_from = state.answered_from if state.asked_before else ""
+        state.asked_before = state.answered_from = ""
         if (turn.recognised and turn.recognised == done and not turn.progress
                 and turn.confidence < self.policy.min_confidence
                 and not (offers.asks_a_question(turn.text) and self._look_up(turn))):
@@ -163,6 +200,7 @@ class DialogueManager:
         source = self._respond(state, turn, said, offered, proposed)
         if source and turn.asked:
             state.asked_before = turn.asked[-FOLLOW_UP_CONTEXT:]
+            state.answered_from = source
         if source:  # the plan the question named, or the only one the answer names
             named = [p["name"] for p in self.domain.plans if p["name"] in " ".join(said)]
             state.mentioned_plan = turn.found.get("plan_name") or (
@@ -185,15 +223,21 @@ class DialogueManager:
             turn = _Turn("", dtmf, "", 1.0, self.extractor.from_dtmf(dtmf, state.pending),
                          state.flow or "")
         else:
-            state.transcript.append(("caller", text))
+            card = _card_number(text)
+            state.transcript.append(("caller", mask_digits(text) if card else text))
             last_agent = next((t for s, t in reversed(state.transcript) if s == "agent"), "")
             understanding = self.recognize(text, last_agent)
             turn = _Turn(text, "", understanding.intent, understanding.confidence,
-                         self._drop_misreadings(self.extractor.extract(text, state.pending)),
-                         understanding.intent)
+                         {} if card else self._drop_misreadings(
+                             self.extractor.extract(text, state.pending), text),
+                         understanding.intent, card=card)
             state.anger += len(phrases.ANGER.findall(text))
             if turn.intent == "goodbye" and not offers.says_goodbye(text):
                 turn.confidence = 0.0  # "what?", "uh": never a reason to hang up
+        if "ticket_id" not in turn.found and state.tickets and turn.intent == "ticket_status" \
+                and (named := self._ticket_named(state, text)) is not None:
+            # "when will I hear back about the complaint?" after a dispute and a complaint
+            turn.found["ticket_id"] = state.slots["ticket_id"] = named.id
         if "ticket_id" not in turn.found and state.tickets and (
                 phrases.THAT_TICKET.search(text) or turn.intent == "ticket_status"
                 and phrases.THAT_ONE.search(text)):
@@ -204,6 +248,10 @@ class DialogueManager:
                 and "ticket_id" not in self._flow_slots(turn.intent)
                 and "ticket_status" in self.domain.flows):
             turn.intent = "ticket_status"  # "can you confirm reference one is booked?"
+        if (not dtmf and turn.intent in {"knowledge_question", "check_balance"}
+                and "check_balance" in self.domain.flows and phrases.WHEN_DUE.search(text)):
+            turn.intent = "check_balance"  # the caller's own due date, not the billing policy
+            turn.confidence = max(turn.confidence, self.policy.switch_confidence)
         if (state.mentioned_plan and not dtmf and "plan_name" not in turn.found
                 and "change_plan" in self.domain.flows and phrases.TAKE_IT.search(text)):
             # "yeah, I'll take that, upgrade me please" after the plan's price was told
@@ -237,8 +285,17 @@ class DialogueManager:
                 source = self._run(state, said, turn)
             self._handoff(state, said, "caller is upset")
             return source
-        elif self._wants_person(turn):
+        elif self._wants_person(turn, state.pending is not None):
             self._handoff(state, said, "caller asked for a person")
+        elif turn.card:  # card payments go through the secure line, never the conversation
+            said.append(self.domain.prompts.get(
+                "card_details", "For your security, please don't read out card details."))
+            if state.pending:
+                said.append(state.question)
+        elif (offered or proposed) and offers.closes_with_no(turn.text) and \
+                "goodbye" in self.domain.flows:
+            self._start_flow(state, "goodbye")  # "okay, no, that's all"
+            return self._run(state, said, turn)
         elif offered and offers.is_consent(turn.text):
             self._handoff(state, said, "no answer in the knowledge base")
         elif (offered or proposed) and offers.declines(turn.text) and not (
@@ -247,8 +304,10 @@ class DialogueManager:
             # "no thanks" (but "no, don't worry. What's my balance though?" asks anew)
             said.append(self.domain.prompts.get(
                 "offer_declined", "No problem. Is there anything else I can help you with?"))
-        elif proposed and offers.is_consent(turn.text):
-            turn.intent = proposed  # "yes please" to "shall I go ahead?"
+        elif proposed and (offers.is_consent(turn.text) or turn.found.keys() & IDENTITY
+                           and (turn.dtmf or _only_identity(turn.text))):
+            # "yes please" to "shall I go ahead?", or the account and PIN it will need
+            turn.intent = proposed
             self._start_flow(state, proposed)
             return self._run(state, said, turn)
         elif state.tickets and not turn.dtmf and not state.pending and \
@@ -272,6 +331,12 @@ class DialogueManager:
             if offers.says_goodbye(turn.text) and "goodbye" in self.domain.flows:
                 self._start_flow(state, "goodbye")  # "forget it, bye"
                 return self._run(state, said, turn)
+            answer = self._look_up(turn) if offers.asks_a_question(turn.text) else None
+            if answer is not None:  # "don't cancel anything yet. What would leaving cost?"
+                said.append(self.domain.prompts.get(
+                    "request_stopped", "No problem, I won't go ahead with that."))
+                said.append(answer.text)
+                return answer.source
             said.append(self.domain.prompts.get(
                 "request_dropped", "No problem, I won't go ahead with that. Is there anything "
                 "else I can help you with?"))
@@ -320,6 +385,12 @@ class DialogueManager:
             said.append(answer.text)
             said.append(state.question)  # then the question still waiting for its answer
             return answer.source
+        elif not turn.dtmf and not turn.found and (
+                phrases.ACKNOWLEDGES.match(turn.text)
+                or state.pending and phrases.WHAT_NEEDED.search(turn.text)):
+            # "Okay." after an answer; "what else do you need from me?" while asked
+            said.append(state.question if state.pending else self.domain.prompts.get(
+                "anything_else", "Is there anything else I can help you with?"))
         elif self._answerable(state, turn):
             state.misunderstandings = 0
             turn.intent = "knowledge_question"  # what the turn served; ``recognised`` stays
@@ -335,9 +406,9 @@ class DialogueManager:
             answer = self._look_up(turn)
             assert answer is not None  # _answer_first made sure
             said.append(answer.text)
-            if turn.intent in state.completed_flows:
+            if self._done_already(state, turn.intent):
                 said.append(self.domain.prompts.get(
-                    "offer_declined", "Is there anything else I can help you with?"))
+                    "anything_else", "Is there anything else I can help you with?"))
                 return answer.source  # done already this call: nothing to offer again
             said.append(self.domain.intents[turn.intent].offer or self.domain.prompts.get(
                 "offer_action", "Would you like me to go ahead with that?"))
@@ -441,7 +512,7 @@ class DialogueManager:
         # "the account is 40019012, but I've forgotten my PIN"
         return "account_number" in turn.found and re.search(r"\bpin\b", turn.text, re.I) is not None
 
-    def _wants_person(self, turn: _Turn) -> bool:
+    def _wants_person(self, turn: _Turn, pending: bool = False) -> bool:
         """A clear request for a person wins over any flow: the words themselves, or the
         recogniser sure of it (surer when the turn also answered the question asked:
         "It's 40031122, but actually can I talk to a real person?")."""
@@ -449,7 +520,8 @@ class DialogueManager:
             return False
         if offers.asks_for_person(turn.text):
             return True
-        needed = self.policy.switch_confidence if turn.progress else self.policy.min_confidence
+        needed = self.policy.switch_confidence if turn.progress or pending \
+            else self.policy.min_confidence  # "just read it off your system" is no such request
         return turn.recognised == "speak_to_agent" and turn.confidence >= needed
 
     def _identity_settled(self, state: DialogueState, turn: _Turn, said: list[str]) -> bool:
@@ -530,9 +602,10 @@ class DialogueManager:
         return (turn.intent in self.domain.flows and turn.confidence >= self.policy.min_confidence
                 and turn.intent not in ALWAYS_SWITCH | {"out_of_scope", "knowledge_question"})
 
-    def _drop_misreadings(self, found: dict[str, str]) -> dict[str, str]:
+    def _drop_misreadings(self, found: dict[str, str], text: str = "") -> dict[str, str]:
         """Values a slot took from words meant for another: a date of birth is not also the
-        day of a visit, and a phone number is never an address."""
+        day of a visit, a phone number is never an address, and neither is a name of no
+        place the operator serves ("Banana.", "any good pizza places around Oxford?")."""
         specs = self.extractor.specs
         secret_dates = {v for k, v in found.items()
                         if k in specs and specs[k].type == "date" and specs[k].sensitive}
@@ -542,11 +615,30 @@ class DialogueManager:
             if spec is not None and spec.type == "date" and not spec.sensitive \
                     and value in secret_dates:
                 continue
-            if spec is not None and spec.type == "address" and \
-                    contact.looks_like_phone_number(value):
+            if spec is not None and spec.type == "address" and (
+                    contact.looks_like_phone_number(value) or not self._a_place(value, text)):
                 continue
             kept[slot] = value
         return kept
+
+    def _served_area(self, text: str) -> str:
+        """The first town the operator serves that the words name, or ""."""
+        return next((area for area in self.crm.service_areas()
+                     if re.search(rf"\b{re.escape(area)}\b", text, re.I)), "")
+
+    def _area_said(self, state: DialogueState) -> str:
+        """The town the caller named last in this call, or ""."""
+        return next((area for s, t in reversed(state.transcript)
+                     if s == "caller" and (area := self._served_area(t))), "")
+
+    def _a_place(self, address: str, text: str) -> bool:
+        """An address with a house number or a street, or, said as a statement, a town the
+        operator serves (any name, when the CRM lists none)."""
+        if re.search(r"\d", address) or names_a_street(address):
+            return True
+        if not self.crm.service_areas():
+            return True
+        return bool(self._served_area(address)) and not offers.asks_a_question(text)
 
     def _answerable(self, state: DialogueState, turn: _Turn) -> bool:
         """A question the recogniser is too unsure of to act on, or calls off-topic, that
@@ -594,8 +686,9 @@ class DialogueManager:
             return not (found.keys() - IDENTITY) & self._flow_slots(intent)
         if state.pending is None:
             return False
-        if intent == "out_of_scope":
-            return True
+        if intent == "out_of_scope" or intent == "speak_to_agent" and \
+                confidence < self.policy.switch_confidence:
+            return True  # "just read it off your system" is not asking for a person
         return bool(state.flow and intent != state.flow and intent not in ALWAYS_SWITCH
                     and confidence < self.policy.switch_confidence)
 
@@ -622,6 +715,13 @@ class DialogueManager:
         keep = {"account_number", "pin", "date_of_birth", "phone_number"}
         state.slots = {k: v for k, v in state.slots.items()
                        if k in keep or k in self._flow_slots(intent)}
+
+    def _done_already(self, state: DialogueState, intent: str) -> bool:
+        """The request was served in this call: its flow ran, or another flow opened the
+        ticket it would open (a stolen phone's block orders the replacement SIM)."""
+        kinds = {arg.get("type") for kind, arg in _steps(self.domain.flows.get(intent, []))
+                 if kind == "create_ticket"}
+        return intent in state.completed_flows or any(t.type in kinds for t in state.tickets)
 
     def _flow_slots(self, intent: str) -> set[str]:
         wanted = set()
@@ -824,16 +924,38 @@ class DialogueManager:
                 "data_allowance": "unlimited" if allowance is None else f"{allowance:g} gigabyte"}
         elif what == "outage":
             where = customer.area if customer else state.slots.get("address", "")
+            if where and not customer and not self._served_area(where):
+                where = f"{where}, {self._area_said(state)}"  # "broadband in Oxford" earlier
             outages = self.crm.outages_for(where) if where else []
+            service = _service_named(" ".join(t for s, t in state.transcript if s == "caller"))
+            if service:  # a dead router is not explained by a mobile outage in the area
+                outages = [o for o in outages if o.service.lower() in SERVICE_WORDS[service]]
             state.facts["outage"] = vars(outages[0]) if outages else None
         elif what == "ticket":
             ticket = self.crm.ticket(state.slots.get("ticket_id", ""))
             private = ticket is not None and not self._may_see(state, ticket)
             state.facts["ticket_private"] = private
-            state.facts["ticket"] = _ticket_facts(ticket) if ticket and not private else None
+            state.facts["ticket"] = self._ticket_facts(ticket) if ticket and not private else None
         elif what == "customer_tickets" and customer:
-            state.facts["customer_tickets"] = [_ticket_facts(t) for t in
+            state.facts["customer_tickets"] = [self._ticket_facts(t) for t in
                                                self.crm.tickets_for(customer.account_number)]
+
+    def _ticket_named(self, state: DialogueState, text: str) -> Ticket | None:
+        """The latest ticket of this call whose kind the caller names ("the complaint")."""
+        return next((t for t in reversed(state.tickets)
+                     if (called := self._ticket_words.get(t.type)) and called.search(text)), None)
+
+    def _ticket_facts(self, ticket: Ticket) -> dict[str, Any]:
+        """What a reply may say of a ticket; an open one's ``follow_up`` (work_orders.yaml)
+        says what happens next, with the ticket's own fields filled in."""
+        follow_up = ""
+        template = self.domain.work_orders.get(ticket.type, {}).get("follow_up")
+        if template and ticket.status in OPEN_STATUSES:
+            with contextlib.suppress(KeyError, IndexError, ValueError):
+                follow_up = str(template).format(**ticket.fields)
+        return {"id": ticket.id, "type": ticket.type, "status": ticket.status.replace("_", " "),
+                "priority": ticket.priority, "type_words": ticket.type.replace("_", " "),
+                "follow_up": follow_up}
 
     @staticmethod
     def _may_see(state: DialogueState, ticket: Ticket) -> bool:
@@ -857,18 +979,18 @@ class DialogueManager:
             ticket = self.crm.update_ticket(amending.id, fields=fields)
             state.tickets = [ticket if t.id == ticket.id else t for t in state.tickets]
             state.flow_ticket = ticket
-            state.facts["ticket"] = _ticket_facts(ticket)
+            state.facts["ticket"] = self._ticket_facts(ticket)
             return
         same = next((t for t in state.tickets if t.type == kind and t.fields == fields), None)
         if same is not None:  # the caller said it again ("it was thirty five dollars")
             state.flow_ticket = same
-            state.facts["ticket"] = _ticket_facts(same)
+            state.facts["ticket"] = self._ticket_facts(same)
             return
         account = state.customer.account_number if state.verified and state.customer else None
         ticket = self.crm.create_ticket(kind, priority, account, fields)
         state.flow_ticket = ticket
         state.tickets.append(ticket)
-        state.facts["ticket"] = _ticket_facts(ticket)
+        state.facts["ticket"] = self._ticket_facts(ticket)
 
     def _update(self, state: DialogueState, said: list[str], spec: dict[str, Any]) -> bool:
         """Change the customer record. False when the CRM cannot keep the field: the caller
@@ -930,15 +1052,44 @@ class DialogueManager:
         assert self.knowledge is not None
         asked = bool(turn.context) and offers.asks_a_question(turn.text)
         follows = asked and phrases.FOLLOW_UP.search(turn.text) is not None
-        alone = None if follows else self.knowledge.answer(turn.text)
+        if asked and turn.answered_from and (within := self._within(turn)) is not None:
+            turn.asked = f"{turn.context} {turn.text}"
+            return within
+        own = self.knowledge.answer(turn.text)
+        if follows and own is not None and own.score >= SELF_CONTAINED:
+            turn.asked = f"{turn.context} {turn.text}"  # the topic goes on
+            return own
+        alone = None if follows else own  # "what about for broadband?": the topic before
         if asked and alone is None:
             joined = self.knowledge.answer(turn.text, turn.context)
+            if joined is not None and _said_before(joined.text, turn.heard_before):
+                # the topic before outweighs the question ("and how long have I got to return
+                # a phone?" after the shops' hours, which _within found unrelated): its own
+                # reading, if it has one; the same answer again only for a question that
+                # leans on the one before
+                alone = own if follows else None
+                joined = None if alone is not None or not follows else joined
             if joined is not None:
                 turn.asked = f"{turn.context} {turn.text}"
                 return joined
-            alone = self.knowledge.answer(turn.text) if follows else None
+            alone = own if follows else alone
         turn.asked = turn.text
         return alone
+
+    def _within(self, turn: _Turn) -> Answer | None:
+        """A question about the section just read out ("is that per day or for the whole
+        trip?" after the Day Pass), answered from that section: when the question alone
+        is at least ``FOLLOW_UP_RELATED`` close to one of its sentences and no other
+        section answers it clearly better."""
+        assert self.knowledge is not None
+        within = self.knowledge.answer_within(turn.answered_from, turn.text, turn.context)
+        if within is None or within.score < FOLLOW_UP_RELATED:
+            return None
+        alone = self.knowledge.answer(turn.text)
+        if alone is not None and alone.source != within.source and \
+                alone.score > within.score + FOLLOW_UP_MARGIN:
+            return None
+        return within
 
     def _knowledge(self, state: DialogueState, said: list[str], turn: _Turn) -> str | None:
         answer = self._look_up(turn)
@@ -999,6 +1150,30 @@ def _spoken_date(date: Any) -> str:
     return f"{date:%B} {date.day}"
 
 
+def _service_named(text: str) -> str:
+    """The service a caller's words are about ("my broadband", "no signal"), or "" when
+    they name none or several."""
+    named = {service for service, words in SERVICE_CUES.items() if words.search(text)}
+    return named.pop() if len(named) == 1 else ""
+
+
+def _card_number(text: str) -> bool:
+    """A payment card's number read out ("it's 4929 1234 5678 9012"): PCI rules keep it out
+    of the conversation, its slots and its transcript. A card's length (13 to 19 digits)
+    and its check digit, or a word naming a card: an account number and a PIN said in
+    one breath are 12 digits, and pass the check one time in ten."""
+    for span in find_pii(text, CARD_ONLY):
+        digits = re.sub(r"\D", "", spoken_digits_to_text(text[span.start:span.end]))
+        if 13 <= len(digits) <= 19 and (luhn_valid(digits) or CARD_WORDS.search(text)):
+            return True
+    return False
+
+
+def _said_before(answer: str, reply: str) -> bool:
+    """The answer is what the caller was told last turn, word for word."""
+    return bool(reply) and " ".join(answer.lower().split()) in " ".join(reply.lower().split())
+
+
 def _withhold(reply: str, secret: str) -> str:
     """The secret wherever it stands as a number of its own; inside a longer one it is not
     the secret being spoken ("TKT-000001" holds PIN 0000 but says nothing of it)."""
@@ -1011,11 +1186,6 @@ def _steps(steps: list[Any]) -> list[tuple[str, Any]]:
     """A flow's steps as (kind, argument): ``verify`` is ("verify", None)."""
     return [(step, None) if isinstance(step, str) else next(iter(step.items()))
             for step in steps]
-
-
-def _ticket_facts(ticket: Ticket) -> dict[str, Any]:
-    return {"id": ticket.id, "type": ticket.type, "status": ticket.status.replace("_", " "),
-            "priority": ticket.priority, "type_words": ticket.type.replace("_", " ")}
 
 
 def _only_identity(text: str) -> bool:

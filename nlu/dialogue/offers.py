@@ -22,7 +22,7 @@ _ANSWER_WORDS = (
     "go ahead on then do it that that'd that's would be great good lovely perfect fine "
     "helpful thanks thank you cheers of course right all put me through transfer connect to "
     "a the colleague someone somebody them why i i'd i'm i'll now just mate worries problem "
-    "bother need ta oh well um uh er")
+    "bother need ta oh well um uh er book sort order arrange for it one out")
 _YES, _NO, _ANSWER = (frozenset(words.split()) for words in (_YES_WORDS, _NO_WORDS,
                                                               _ANSWER_WORDS))
 _ASK_VERB = r"(talk|speak|chat|deal)\s+(to|with)|put\s+me\s+through\s+to|transfer\s+me\s+to|" \
@@ -54,6 +54,14 @@ def is_refusal(text: str) -> bool:
     if question or not _NO & set(words):
         return False
     return all(w in _YES | _NO | _ANSWER for w in words)
+
+
+def closes_with_no(text: str) -> bool:
+    """An offer turned down in words that also close the call ("okay, no, that's all",
+    "no, that's everything, bye"); a bare "no thanks" only turns the offer down."""
+    lowered = text.lower().replace("’", "'")
+    rest = re.sub(r"\bno,? thank(?:s| you)\b|\bnope\b", " ", lowered)
+    return says_goodbye(rest) and is_refusal(_GOODBYE.sub(" ", lowered))
 
 
 def declines(text: str) -> bool:
@@ -92,12 +100,14 @@ def asks_a_question(text: str) -> bool:
 
 _GOODBYE = re.compile(
     r"\b(?:good ?bye|bye|cheers|ta-ra|take care|see you|speak soon|talk (?:to you )?later|"
-    r"that'?s (?:all|it|everything|fine)|that will be all|that'?ll be all|nothing else|"
+    r"that'?s (?:all|it|everything|fine)|that will be all|that'?ll (?:be all|do)|nothing else|"
     r"no(?:thing)? more|all (?:done|set|sorted|good)|i'?m (?:done|all set|good|fine|sorted)|"
     r"have a (?:good|nice|great|lovely) (?:day|one|evening|night|weekend)|no,? thanks|"
     r"no,? thank you|nope|hang(?:ing)? up|(?:got|have|need) to go|gotta go)\b")
 _THANKS_ONLY = re.compile(r"^\W*(?:(?:ok(?:ay)?|alright|right|great|perfect|lovely|brilliant|"
-                          r"fantastic|excellent|wonderful|super|cool|nice|fine)\W+)*"
+                          r"fantastic|excellent|wonderful|super|cool|nice|fine|got it|"
+                          r"that'?s (?:right|correct|great|perfect|lovely|brilliant|fine|"
+                          r"good)(?: now)?)\W+)*"
                           r"(?:thanks|thank you)(?: (?:very|so) much| a lot)?"
                           r"(?: (?:for (?:all )?(?:your|the) help|for that|for everything|"
                           r"again))?\W*$")

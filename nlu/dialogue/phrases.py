@@ -15,6 +15,11 @@ REPEAT = re.compile(r"\b(?:what was that|pardon|(?:say|repeat) (?:that|it|this)(
                     # "and when is it due again?", "sorry, what time did you say?"
                     r"^\W*(?:(?:and|so|sorry|um|uh|ok(?:ay)?)\W+)*(?:what|when|how much|how "
                     r"long|which)\b[^.?!]{0,40}\b(?:again|did you (?:say|tell me))\W*$", re.I)
+# When the caller's own bill must be paid: "when does it have to be paid by?", "when is my
+# bill due?", "what's the due date on that?" ("when are bills due?" asks the policy).
+WHEN_DUE = re.compile(r"(?=.*\b(?:it|my|i|me|this|that)\b)(?:\bwhen\b[^.?!,]*\b(?:due|"
+                      r"pa(?:y|id)(?: it| this| that| the bill| my bill)? by\W*$)|\bby when\b"
+                      r"[^.?!]*\bpay\b|\bdue date\b)", re.I)
 # Where one turn joins two requests ("my balance and also my data usage").
 ALSO = re.compile(r",?\s+\b(?:and also|and then|and|as well as|plus|also)\b\s+", re.I)
 # The ticket this call just created, referred to as such.
@@ -44,7 +49,18 @@ CALL_OFF = re.compile(_CHANGED_MIND + r"|\bnever ?mind\b|\bforget (?:it|about it
 # The request just made taken back in so many words: "I've changed my mind, don't cancel
 # it", "call it off", "cancel that booking".
 TAKEN_BACK = re.compile(_CHANGED_MIND + r"|\b(?:cancel|withdraw|undo|scrap) (?:that|the|my) "
-                        r"(?:request|cancellation|booking|ticket|order)\b", re.I)
+                        r"(?:request|cancellation|booking|ticket|order)\b|"
+                        # "it was in my coat pocket the whole time, can you cancel that?"
+                        r"\b(?:cancel|withdraw|undo|scrap|reverse) (?:that|it|all that)\W*$",
+                        re.I)
+# A bare acknowledgement ("Okay.", "right, I see"): nothing asked, nothing to do.
+ACKNOWLEDGES = re.compile(r"^\W*(?:(?:ok(?:ay)?|right|alright|all right|fine|great|cool|sure|"
+                          r"got it|i see|understood|mhm+|uh[- ]huh|hmm+|yeah|yep|ah|oh|so|then)"
+                          r"\W*)+$", re.I)
+# "What else do you need from me?", "what do I have to give you?" while a value is asked for.
+WHAT_NEEDED = re.compile(r"\bwhat (?:else )?(?:do|did|would) you (?:need|want)\b|\bwhat do i "
+                         r"(?:need|have) to (?:give|tell|say|do)\b|\bwhat (?:else )?is needed\b",
+                         re.I)
 # A value just given put right ("no sorry, I meant Thursday, not Tuesday", "actually make it
 # the afternoon", "it was 45 dollars, not 35").
 CORRECTS = re.compile(r"\b(?:i meant|i mean|no,? sorry|sorry,? no|oh no|actually|instead|"

@@ -35,6 +35,7 @@ class DialogueState:
     intents: list[str] = field(default_factory=list)
     knowledge_sources: list[str] = field(default_factory=list)
     asked_before: str = ""  # the question the knowledge base answered last turn, if any
+    answered_from: str = ""  # the section that answer came from ("roaming.md#Day Pass")
     just_done: str | None = None  # the flow the last turn finished, if any
     mentioned_plan: str | None = None  # the plan a knowledge answer was last about
     told: str = ""  # the reply of the turn that finished a flow, for a question after it
