@@ -226,13 +226,14 @@ class SlotExtractor:
             return phones[0][2] if phones else None
         if kind == "ticket_id":
             # "DKD1": speech recognition hears the T's voiced
-            m = re.search(r"\b[td]\W*k\W*[td]\W*-?\s*(\d{1,6})\b", text, re.I)
+            # read in groups ("T K T, zero zero zero, zero five five"): one number
+            m = re.search(r"\b[td]\W*k\W*[td]\W*-?\s*(\d(?:[\s,.-]{0,2}\d){0,5})\b", text, re.I)
             if m is None:  # "ticket one", "my reference is 1", "case number 12"
                 m = re.search(r"\b(?:ticket|reference|case)(?: number| no\.?)?(?: is)?\s+"
                               r"(\d{1,6})\b(?![.,]\d)", text, re.I)
             if m is None and expected:
                 m = re.search(r"\b(\d{3,6})\b", text)
-            return f"TKT-{int(m.group(1)):06d}" if m else None
+            return f"TKT-{int(_DIGITS_ONLY.sub('', m.group(1))):06d}" if m else None
         if kind == "plan":
             return self._plan(text)
         if kind == "address":
@@ -585,6 +586,17 @@ def _safe_date(year: int, month: int, day: int) -> dt.date | None:
         return None
 
 
+_DIGITS_ONLY = re.compile(r"\D")  # what a number read in groups leaves out
+
+# A clock time said in words, in a day of working hours: "half two", "half past 2",
+# "quarter to 3", "4 o'clock", "around 10" (not "around 10 dollars", nor "at 9 Abbey Road").
+_CLOCK_WORDS = re.compile(
+    r"\b(half past|half|quarter past|quarter to)\s+(\d{1,2})\b(?![:.]?\d)"
+    r"|\b(\d{1,2})\s*o'?\s?clock\b"
+    r"|\b(?:around|about)\s+(\d{1,2})(?:ish)?\b(?![:.,]?\d|\s*(?:%|dollars?|pounds?|"
+    r"bucks|gb|gigs?|days?|weeks?|months?|years?|minutes?|hours?|mbps|percent))", re.I)
+
+
 def _time(text: str) -> str | None:
     lowered = text.lower()
     m = re.search(r"\b(\d{1,2})(?::(\d{2}))?\s*(a\.?m\.?|p\.?m\.?)", lowered)
@@ -594,6 +606,15 @@ def _time(text: str) -> str | None:
     m = re.search(r"\b([01]?\d|2[0-3]):([0-5]\d)\b", lowered)
     if m:
         return f"{int(m.group(1)):02d}:{m.group(2)}"
+    m = _CLOCK_WORDS.search(lowered)
+    if m:  # "half two", "quarter to 3", "4 o'clock": working hours, so 2 is 14:00
+        hour = int(next(g for g in m.groups()[1:] if g))
+        minutes = {"half": 30, "half past": 30, "quarter past": 15,
+                   "quarter to": -15}.get(m.group(1) or "", 0)
+        if 1 <= hour <= 12:
+            hour = hour + 12 if hour < 8 else hour
+            total = hour * 60 + minutes
+            return f"{total // 60:02d}:{total % 60:02d}"
     said = [(m.start(), m.end(), m.group()) for m in _DAY_PART.finditer(lowered)
             if not _NOT_THIS.search(lowered[:m.start()])]
     kept = _kept(lowered, said)  # "morning, no sorry, afternoon" is the afternoon
@@ -681,8 +702,12 @@ def _address(text: str, keywords: tuple[str, ...], expected: bool) -> str | None
     if street and not expected:
         return street.group().strip(" ,.")
     if expected:
-        value = _ADDRESS_LEAD.sub("", text.strip(" .,!?"))
-        value = re.split(r"[.!?](?:\s|$)", value)[0].strip(" ,")  # one sentence, no more
+        # one sentence, no more: the one with a house number or a street ("Ha, fair enough.
+        # It's 9 Abbey Road, Oxford."), else the first
+        sentences = [_ADDRESS_LEAD.sub("", part.strip(" ,")) for part in
+                     re.split(r"[.!?](?:\s|$)", text.strip(" .,!?")) if part.strip(" ,")]
+        value = next((part for part in sentences if re.search(r"\d", part) or _STREET.search(part)),
+                     sentences[0] if sentences else "").strip(" ,")
         value = _address_kept(value, keywords)
         if not _names_a_place(value, keywords):
             return None  # "I want to speak to a person": another request, not an address

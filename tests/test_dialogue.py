@@ -977,6 +977,8 @@ def test_thanks_after_an_answer_closes_the_call(assistant, thanks: str) -> None:
     ["Hi, I want to find out how much my husband owes, his account number is 40011234."],
     ["What's the balance on my wife's account?", "Her account number is 40011234, and I've "
                                                  "got her PIN, it's 4821."],
+    ["My dad's not great on the phone so I'm sorting his bill out for him. He's given me his "
+     "details, account 40011234, pin 4821."],
 ])
 def test_identity_given_as_someone_elses_is_refused_and_not_verified(assistant,
                                                                      lines: list[str]) -> None:
@@ -1161,3 +1163,39 @@ def test_no_account_number_to_hand_is_not_a_request_for_a_person(assistant) -> N
     pushed = _say(manager, state, "I haven't got my account number on me. Just read it off "
                                   "your system, you know who I am.")
     assert not pushed.handoff and state.pending == "pin"
+
+
+def test_an_account_number_said_with_a_filler_while_the_pin_is_asked_is_heard(assistant
+                                                                           ) -> None:
+    manager = assistant.dialogue(crm_for_suite())
+    state = manager.start(caller_id="+15551230003")
+    _say(manager, state, "How much do I owe at the minute?")
+    again = _say(manager, state, "Fine, fine. It's 40019012.")
+    assert "catch" not in again.reply and state.pending == "pin"
+
+
+def test_a_clock_time_in_words_books_the_visit_at_that_time(assistant) -> None:
+    manager = assistant.dialogue(crm_for_suite())
+    state = manager.start()
+    booked = _say(manager, state, "I need an engineer to come out, my line keeps dropping.",
+                  "40019012, PIN 2468", "The 14th, around half two?")
+    assert booked.tickets and "14:30" in booked.reply and "14 December" in booked.reply
+
+
+def test_the_cheapest_plan_told_is_the_one_taken(assistant) -> None:
+    manager = assistant.dialogue(crm_for_suite())
+    state = manager.start()
+    _say(manager, state, "What's the cheapest mobile plan you do?")
+    taken = _say(manager, state, "Yeah okay, can you put me on that one then?",
+                 "Account number 40019012, PIN 2468.")
+    assert "Basic Talk" in taken.reply and "Done" in taken.reply
+
+
+def test_a_ticket_number_read_in_groups_is_one_number(assistant) -> None:
+    found = assistant.slots.extract("It's T K T, zero zero zero, zero five five.", "ticket_id")
+    assert found == {"ticket_id": "TKT-000055"}
+
+
+def test_the_sentence_with_the_street_is_the_address(assistant) -> None:
+    found = assistant.slots.extract("Ha, fair enough. It's 9 Abbey Road, Oxford.", "address")
+    assert found == {"address": "9 Abbey Road, Oxford"}

@@ -204,7 +204,8 @@ class DialogueManager:
         if source:  # the plan the question named, or the only one the answer names
             named = [p["name"] for p in self.domain.plans if p["name"] in " ".join(said)]
             state.mentioned_plan = turn.found.get("plan_name") or (
-                named[0] if len(named) == 1 else state.mentioned_plan)
+                named[0] if len(named) == 1 or named and phrases.SUPERLATIVE.search(turn.text)
+                else state.mentioned_plan)  # "the cheapest" is the one the answer names first
         if not said and not (state.ended or state.handoff):
             said.append(self._question(state))  # a caller is never left in silence
         if source:

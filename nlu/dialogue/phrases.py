@@ -27,6 +27,9 @@ THAT_TICKET = re.compile(r"\b(?:that|this|the|my) (?:ticket|reference|case|compl
                          r"request)(?: number)? (?:you|that you|which you) (?:just )?"
                          r"(?:opened|created|gave|made|raised|logged)|\b(?:that|this) "
                          r"(?:ticket|reference|case)\b", re.I)
+# Asking for the one plan that is most something: "what's your cheapest mobile plan?"
+SUPERLATIVE = re.compile(r"\b(?:cheapest|fastest|quickest|biggest|smallest|best|most|least|"
+                         r"lowest|highest)\b", re.I)
 # Taking the plan just spoken of: "I'll take that, upgrade me please", "sign me up".
 TAKE_IT = re.compile(r"\b(?:i'?ll|i will|we'?ll|i'?d like to) (?:take|have|go (?:with|for)) "
                      r"(?:that|it|this)(?: one| plan)?\b|\bsign me up\b|\b(?:upgrade|switch|"
@@ -73,7 +76,8 @@ FORGOTTEN = re.compile(r"\b(?:forgot|forgotten|forget|no idea|not sure what it i
                        r"never (?:had|set|got))\b", re.I)
 FILLER = re.compile(r"\b(it'?s|it is|my|is|the|and|account|number|no|pin|code|date|of|birth|"
                     r"born|on|hi|hello|hey|yes|sure|ok(ay)?|here|there|that'?s|i|i'?m|am|er|um|"
-                    r"uh|again|this|calling|speaking|name|called)\b", re.I)
+                    r"uh|again|this|calling|speaking|name|called|fine|right|alright|so|well|"
+                    r"yeah|yep|go on|then|oh|sorry|ah|here you go|let me see)\b", re.I)
 # A caller naming themself ("it's Sarah Mitchell", "this is Tom"): the name, one or two words.
 NAMES = re.compile(r"\b(?i:it'?s|it is|this is|i'?m|i am|my name is|name'?s)\s+"
                    r"[A-Z][\w'-]+(?:\s+[A-Z][\w'-]+)?")
@@ -96,7 +100,9 @@ SOMEONE_ELSE = re.compile(rf"\b(?:my|his|her|their) {_RELATIVE}'?s? (?:account|b
 FOR_SOMEONE_ELSE = re.compile(
     rf"\b(?:my|his|her|their) {_RELATIVE}'?s? (?:account|pin|date of birth)\b|"
     rf"\b(?:my|his|her|their) {_RELATIVE} (?:owes?|has used|used|pays)\b|"
-    r"\b(?:his|her|their) (?:account(?: number)?|pin|date of birth|birthday)\b", re.I)
+    r"\b(?:his|her|their) (?:account(?: number)?|pin|date of birth|birthday|bill|details|"
+    r"balance)\b|\b(?:he|she|they)(?:'s| has| have|'ve) given me\b|\bon (?:his|her|their) "
+    r"behalf\b", re.I)
 # A request put as a question ("can you change my plan?", "can I get a new SIM?") or said
 # outright ("I'd like to ..."), as against a question about how things work ("can I keep
 # my number if I leave?", "can you tell me how long porting takes?").
