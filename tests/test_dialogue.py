@@ -1182,13 +1182,18 @@ def test_a_clock_time_in_words_books_the_visit_at_that_time(assistant) -> None:
     assert booked.tickets and "14:30" in booked.reply and "14 December" in booked.reply
 
 
-def test_the_cheapest_plan_told_is_the_one_taken(assistant) -> None:
+@pytest.mark.parametrize(("asked", "plan"), [
+    ("What's the cheapest mobile plan you do?", "Basic Talk"),
+    ("What's the fastest broadband you've got, and what's that cost me?", "Fibre 1000"),
+])
+def test_the_plan_a_superlative_asked_for_is_the_one_taken(assistant, asked: str,
+                                                           plan: str) -> None:
     manager = assistant.dialogue(crm_for_suite())
     state = manager.start()
-    _say(manager, state, "What's the cheapest mobile plan you do?")
+    _say(manager, state, asked)
     taken = _say(manager, state, "Yeah okay, can you put me on that one then?",
                  "Account number 40019012, PIN 2468.")
-    assert "Basic Talk" in taken.reply and "Done" in taken.reply
+    assert f"now {plan} at" in taken.reply
 
 
 def test_a_ticket_number_read_in_groups_is_one_number(assistant) -> None:

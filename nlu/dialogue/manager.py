@@ -204,8 +204,8 @@ class DialogueManager:
         if source:  # the plan the question named, or the only one the answer names
             named = [p["name"] for p in self.domain.plans if p["name"] in " ".join(said)]
             state.mentioned_plan = turn.found.get("plan_name") or (
-                named[0] if len(named) == 1 or named and phrases.SUPERLATIVE.search(turn.text)
-                else state.mentioned_plan)  # "the cheapest" is the one the answer names first
+                named[0] if len(named) == 1 else self._most(turn.text, named)
+                or state.mentioned_plan)
         if not said and not (state.ended or state.handoff):
             said.append(self._question(state))  # a caller is never left in silence
         if source:
@@ -716,6 +716,16 @@ class DialogueManager:
         keep = {"account_number", "pin", "date_of_birth", "phone_number"}
         state.slots = {k: v for k, v in state.slots.items()
                        if k in keep or k in self._flow_slots(intent)}
+
+    def _most(self, question: str, named: list[str]) -> str | None:
+        """Of the plans an answer named, the one a question for the cheapest (or the
+        fastest, the biggest: the dearest) asked for; None for any other question."""
+        m = phrases.SUPERLATIVE.search(question)
+        prices = {p["name"]: float(p.get("price") or 0) for p in self.domain.plans}
+        if m is None or not named:
+            return None
+        cheap = m.group().lower() in phrases.SUPERLATIVE_LOW
+        return (min if cheap else max)(named, key=lambda name: prices.get(name, 0.0))
 
     def _done_already(self, state: DialogueState, intent: str) -> bool:
         """The request was served in this call: its flow ran, or another flow opened the

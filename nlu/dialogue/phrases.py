@@ -27,9 +27,11 @@ THAT_TICKET = re.compile(r"\b(?:that|this|the|my) (?:ticket|reference|case|compl
                          r"request)(?: number)? (?:you|that you|which you) (?:just )?"
                          r"(?:opened|created|gave|made|raised|logged)|\b(?:that|this) "
                          r"(?:ticket|reference|case)\b", re.I)
-# Asking for the one plan that is most something: "what's your cheapest mobile plan?"
-SUPERLATIVE = re.compile(r"\b(?:cheapest|fastest|quickest|biggest|smallest|best|most|least|"
-                         r"lowest|highest)\b", re.I)
+# Asking for the one plan that is most something: "what's your cheapest mobile plan?" (the
+# lowest price), "the fastest broadband" (the highest).
+SUPERLATIVE = re.compile(r"\b(?:cheapest|fastest|quickest|biggest|smallest|best|least "
+                         r"expensive|most expensive|lowest|highest|top)\b", re.I)
+SUPERLATIVE_LOW = frozenset({"cheapest", "smallest", "least expensive", "lowest"})
 # Taking the plan just spoken of: "I'll take that, upgrade me please", "sign me up".
 TAKE_IT = re.compile(r"\b(?:i'?ll|i will|we'?ll|i'?d like to) (?:take|have|go (?:with|for)) "
                      r"(?:that|it|this)(?: one| plan)?\b|\bsign me up\b|\b(?:upgrade|switch|"
