@@ -622,24 +622,26 @@ class DialogueManager:
             kept[slot] = value
         return kept
 
-    def _served_area(self, text: str) -> str:
-        """The first town the operator serves that the words name, or ""."""
-        return next((area for area in self.crm.service_areas()
+    def _served_area(self, text: str, areas: Sequence[str] | None = None) -> str:
+        """The first town the operator serves (``areas``, else the CRM's) that the words
+        name, or ""."""
+        return next((area for area in (self.crm.service_areas() if areas is None else areas)
                      if re.search(rf"\b{re.escape(area)}\b", text, re.I)), "")
 
     def _area_said(self, state: DialogueState) -> str:
         """The town the caller named last in this call, or ""."""
+        areas = self.crm.service_areas()  # asked of the CRM once, not once a line
         return next((area for s, t in reversed(state.transcript)
-                     if s == "caller" and (area := self._served_area(t))), "")
+                     if s == "caller" and (area := self._served_area(t, areas))), "")
 
     def _a_place(self, address: str, text: str) -> bool:
         """An address with a house number or a street, or, said as a statement, a town the
         operator serves (any name, when the CRM lists none)."""
         if re.search(r"\d", address) or names_a_street(address):
             return True
-        if not self.crm.service_areas():
-            return True
-        return bool(self._served_area(address)) and not offers.asks_a_question(text)
+        areas = self.crm.service_areas()
+        return not areas or bool(self._served_area(address, areas)) and \
+            not offers.asks_a_question(text)
 
     def _answerable(self, state: DialogueState, turn: _Turn) -> bool:
         """A question the recogniser is too unsure of to act on, or calls off-topic, that
